@@ -1,0 +1,48 @@
+"""Bring images as users have them to what SAM 2 takes: HWC RGB uint8."""
+from __future__ import annotations
+
+import numpy as np
+
+from .parameters import ParameterError
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Convert an image to ``(H, W, 3)`` uint8 RGB.
+
+    - 2-D (grayscale) or one channel: the channel is repeated three times.
+    - Four channels (RGBA): alpha is dropped. Two channels (gray + alpha): gray is repeated.
+    - uint8: as is. bool: 0 / 255.
+    - Other integer types (uint16, int32...): linearly rescaled from the type's range to 0..255
+      (uint16 / 257, i.e. the top 8 bits).
+    - Floating point: values in [0, 1] (max <= 1) are multiplied by 255; otherwise values are taken
+      as 0..255. NaN becomes 0; everything is clipped to 0..255 and rounded.
+
+    Raises:
+        ParameterError (``image``): an empty image or one that is not 2-D / 3-D.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0 or (
+            image.ndim == 3 and image.shape[2] == 0):
+        raise ParameterError("image", f"got an array of shape {image.shape}",
+                             "a non-empty image of shape (H, W) or (H, W, C)")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels in (1, 2):
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    elif channels >= 4:
+        image = image[:, :, :3]
+    elif channels != 3:
+        raise ParameterError("image", f"got {channels} channels", "1, 2, 3 or 4 channels")
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if image.dtype == bool:
+        return image.astype(np.uint8) * 255
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        scaled = (image.astype(np.float64) - max(info.min, 0)) * (255.0 / (info.max - max(info.min, 0)))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    values = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    if values.size and values.max() <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)

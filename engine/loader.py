@@ -1,0 +1,118 @@
+"""Build a SAM 2 model from the ``sam2`` package's own config and load a checkpoint into it."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import ContextManager, Optional, Union
+
+import torch
+
+from .models import ModelSpec
+from .weights import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+# Overrides Meta's build_sam2(apply_postprocessing=True) applies: when a single mask is asked for and
+# it is not stable, fall back to the best of the multimask candidates.
+POSTPROCESSING_OVERRIDES = {
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability": True,
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta": 0.05,
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh": 0.98,
+}
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where the model runs and in which autocast dtype (``None``: plain float32)."""
+
+    device: torch.device
+    autocast_dtype: Optional[torch.dtype]
+
+    def autocast(self) -> ContextManager:
+        """Autocast context for inference (a null context on CPU / float32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+
+def select_device(cuda: bool) -> DeviceChoice:
+    """Pick the device and precision.
+
+    ``cuda=True`` with a GPU: bfloat16 autocast on compute capability >= 8 (Ampere+), float16 on
+    >= 6, float32 below. Otherwise (no GPU or ``cuda=False``): CPU in float32.
+    """
+    if not (cuda and torch.cuda.is_available()):
+        return DeviceChoice(torch.device("cpu"), None)
+    major, _ = torch.cuda.get_device_capability()
+    dtype = torch.bfloat16 if major >= 8 else torch.float16 if major >= 6 else None
+    return DeviceChoice(torch.device("cuda"), dtype)
+
+
+def load_config(spec: ModelSpec, apply_postprocessing: bool):
+    """The model's OmegaConf config, read from the file shipped in the ``sam2`` package.
+
+    The file is read directly rather than through Hydra's global ``compose`` so that the plugin
+    neither depends on nor touches the global Hydra state that ``sam2`` (or another plugin) set up.
+    """
+    from omegaconf import OmegaConf
+
+    config_file = resources.files("sam2").joinpath(spec.config)
+    cfg = OmegaConf.load(str(config_file))
+    if apply_postprocessing:
+        for key, value in POSTPROCESSING_OVERRIDES.items():
+            OmegaConf.update(cfg, key, value, force_add=True)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def build_model(spec: ModelSpec, checkpoint: Optional[Union[str, Path]],
+                device: Union[str, torch.device] = "cpu", apply_postprocessing: bool = True):
+    """Instantiate ``spec``'s architecture, load ``checkpoint`` (unless ``None``) and set eval mode.
+
+    The checkpoint is a ``torch.save``'d dict whose ``"model"`` entry is the state dict (Meta's
+    format). It is read with ``weights_only=True``: no pickled code runs.
+
+    Raises:
+        CheckpointError: the file is unreadable, not a SAM 2 checkpoint, or for another model size
+            (missing / unexpected / mis-shaped keys); the message names the file and ``spec.name``.
+    """
+    import sam2  # noqa: F401  (registers the package; its configs' _target_s live there)
+    from hydra.utils import instantiate
+
+    model = instantiate(load_config(spec, apply_postprocessing).model, _recursive_=True)
+    if checkpoint is not None:
+        load_checkpoint(model, Path(checkpoint), spec)
+    return model.to(device).eval()
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path, spec: ModelSpec) -> None:
+    """Load Meta's checkpoint format into ``model`` strictly; errors name the file and the model."""
+    expected = f"expected a {spec.name} checkpoint ({spec.filename}, {spec.size} bytes)"
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist; {expected}.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip / unsafe-global errors all mean "not a checkpoint"
+        raise CheckpointError(f"Checkpoint {path} cannot be read as a PyTorch checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                              f"{expected}.") from exc
+    state = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"Checkpoint {path} has no 'model' state dict; {expected}.")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mis_shaped = sorted(k for k in set(own) & set(state)
+                        if getattr(state[k], "shape", None) != own[k].shape)
+    if missing or unexpected or mis_shaped:
+        details = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} "
+                            f"({len(keys)})" for what, keys in
+                            (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("wrong shapes", mis_shaped)) if keys)
+        raise CheckpointError(f"Checkpoint {path} does not match model {spec.name} ({details}); "
+                              f"{expected}. Check model_name or model_weight_file.")
+    model.load_state_dict(state, strict=True)
+    logger.info("Loaded checkpoint %s into %s", path, spec.name)

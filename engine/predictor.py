@@ -1,0 +1,218 @@
+"""Prompt-mode prediction with a cached image embedding.
+
+The image is encoded once (:meth:`PromptPredictor.set_image`); any number of prompts are then
+decoded against the cached embedding. The cache key is the image content (a BLAKE2 digest of the
+pixels), its shape and the resize factor, so a new image or ``input_size_percent`` encodes again
+while a prompt change does not. Decoding follows Meta's ``SAM2ImagePredictor`` step by step (same
+transforms, prompt encoder and mask decoder), so masks are equal on the same weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .loader import DeviceChoice, select_device
+from .prompts import Prompt
+from .results import Segmentation
+
+logger = logging.getLogger(__name__)
+
+OBJECTS_PER_BATCH = 64  # prompt objects (boxes) decoded at once; bounds decoder memory
+
+
+@dataclass
+class ImageEmbedding:
+    """Backbone features of one image, as SAM 2's mask decoder takes them.
+
+    Attributes:
+        image_embed: ``(1, 256, 64, 64)`` lowest-resolution features (with ``no_mem_embed`` added).
+        high_res_feats: ``[(1, 32, 256, 256), (1, 64, 128, 128)]`` for the decoder's upsampling.
+        orig_hw: ``(H, W)`` of the original image (before ``input_size_percent``).
+        input_hw: ``(h, w)`` of the image actually encoded.
+    """
+
+    image_embed: torch.Tensor
+    high_res_feats: List[torch.Tensor]
+    orig_hw: Tuple[int, int]
+    input_hw: Tuple[int, int]
+
+
+def image_key(image: np.ndarray, scale: float) -> bytes:
+    """Content key of an image for the embedding cache."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
+    digest.update(repr((image.shape, image.dtype.str, float(scale))).encode())
+    return digest.digest()
+
+
+def resize_for_input(image: np.ndarray, scale: float) -> np.ndarray:
+    """Downscale an HWC image by ``scale`` (<= 1) with bilinear interpolation; at least 1x1."""
+    if scale >= 1.0:
+        return image
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+@torch.no_grad()
+def encode_image(model, image: np.ndarray, orig_hw: Optional[Tuple[int, int]] = None,
+                 device_choice: Optional[DeviceChoice] = None) -> ImageEmbedding:
+    """Run SAM 2's image encoder on an HWC RGB uint8 image (as ``SAM2ImagePredictor.set_image``)."""
+    from sam2.utils.transforms import SAM2Transforms
+
+    choice = device_choice or select_device(False)
+    transforms = SAM2Transforms(resolution=model.image_size, mask_threshold=0.0,
+                                disable_torch_jit=True)
+    batch = transforms(image)[None].to(choice.device)
+    with choice.autocast():
+        backbone = model.forward_image(batch)
+        _, feats, _, _ = model._prepare_backbone_features(backbone)
+    if model.directly_add_no_mem_embed:
+        feats[-1] = feats[-1] + model.no_mem_embed
+    sizes = [(model.image_size // s, model.image_size // s) for s in (4, 8, 16)]
+    maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes)]
+    hw = tuple(image.shape[:2])
+    return ImageEmbedding(maps[-1], maps[:-1], tuple(orig_hw or hw), hw)
+
+
+def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,
+                   device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Points and boxes as SAM 2's prompt encoder takes them.
+
+    Boxes become two corner points with labels 2 and 3, placed before the points; with B > 1
+    boxes every box gets the same points. Coordinates go from original-image pixels to the model's
+    input frame (``resolution`` x ``resolution``).
+
+    Returns:
+        ``coords`` ``(B, P, 2)`` float32 and ``labels`` ``(B, P)`` int32, B = number of objects.
+    """
+    h, w = orig_hw
+    norm = np.array([resolution / w, resolution / h], np.float32)
+    n_obj = max(len(prompt.boxes), 1)
+    parts_c, parts_l = [], []
+    if len(prompt.boxes):
+        parts_c.append(prompt.boxes.reshape(-1, 2, 2) * norm)
+        parts_l.append(np.tile(np.array([[2, 3]], np.int32), (n_obj, 1)))
+    if len(prompt.points):
+        parts_c.append(np.broadcast_to(prompt.points * norm, (n_obj, *prompt.points.shape)))
+        parts_l.append(np.broadcast_to(prompt.labels, (n_obj, len(prompt.labels))))
+    coords = torch.as_tensor(np.concatenate(parts_c, axis=1), dtype=torch.float32, device=device)
+    labels = torch.as_tensor(np.concatenate(parts_l, axis=1), dtype=torch.int32, device=device)
+    return coords, labels
+
+
+@torch.no_grad()
+def decode(model, emb: ImageEmbedding, coords: torch.Tensor, labels: torch.Tensor,
+           multimask: bool, device_choice: Optional[DeviceChoice] = None
+           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prompt encoder + mask decoder for B objects.
+
+    Returns:
+        low-resolution logits ``(B, C, 256, 256)`` float32 and predicted IoU ``(B, C)`` float32,
+        C = 3 with ``multimask`` else 1.
+    """
+    choice = device_choice or select_device(False)
+    with choice.autocast():
+        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        logits, iou, _, _ = model.sam_mask_decoder(
+            image_embeddings=emb.image_embed,
+            image_pe=model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=coords.shape[0] > 1,
+            high_res_features=emb.high_res_feats,
+        )
+    return logits.float(), iou.float()
+
+
+def upscale_logits(logits: torch.Tensor, out_hw: Tuple[int, int]) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of ``(B, C, h, w)`` logits to ``out_hw``."""
+    return F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)
+
+
+class PromptPredictor:
+    """Encode an image once, then answer prompts against the cached embedding.
+
+    Args:
+        model: a built SAM 2 model (``SAM2Base``), in eval mode.
+        device_choice: device and autocast dtype (:func:`select_device`).
+    """
+
+    def __init__(self, model, device_choice: Optional[DeviceChoice] = None):
+        self.model = model
+        self.device_choice = device_choice or select_device(False)
+        self._embedding: Optional[ImageEmbedding] = None
+        self._key: Optional[bytes] = None
+        self.encode_count = 0  # images encoded so far (the cache's misses)
+
+    @property
+    def embedding(self) -> Optional[ImageEmbedding]:
+        return self._embedding
+
+    def set_image(self, image: np.ndarray, scale: float = 1.0) -> bool:
+        """Make ``image`` (HWC RGB uint8) current; encode it unless the cached embedding matches.
+
+        Args:
+            image: the original image.
+            scale: ``input_size_percent / 100``; the encoder sees the image resized by it.
+        Returns:
+            True when the image was encoded, False when the cache answered.
+        """
+        key = image_key(image, scale)
+        if key == self._key and self._embedding is not None:
+            return False
+        self.reset()
+        small = resize_for_input(image, scale)
+        self._embedding = encode_image(self.model, small, image.shape[:2], self.device_choice)
+        self._key = key
+        self.encode_count += 1
+        return True
+
+    def reset(self) -> None:
+        """Forget the cached embedding."""
+        self._embedding, self._key = None, None
+
+    def predict(self, prompt: Prompt, multimask: bool = False,
+                mask_threshold: float = 0.0) -> Segmentation:
+        """Masks for ``prompt`` (original-image pixels) on the current image.
+
+        One object per box (or one for points alone); with ``multimask`` each object gets three
+        candidates sorted by predicted IoU, best first. Masks are at the original image size,
+        obtained by upscaling the logits and then thresholding at ``mask_threshold``.
+
+        Returns:
+            a :class:`Segmentation` with K = objects x candidates masks, ordered object-major.
+        """
+        if self._embedding is None:
+            raise RuntimeError("set_image() must be called before predict()")
+        if prompt.is_empty:
+            h, w = self._embedding.orig_hw
+            return Segmentation.empty(h, w)
+        emb = self._embedding
+        coords, labels = prompt_tensors(prompt, emb.orig_hw, self.model.image_size,
+                                        self.device_choice.device)
+        masks, scores = [], []
+        for start in range(0, coords.shape[0], OBJECTS_PER_BATCH):
+            stop = start + OBJECTS_PER_BATCH
+            logits, iou = decode(self.model, emb, coords[start:stop], labels[start:stop],
+                                 multimask, self.device_choice)
+            order = torch.argsort(iou, dim=1, descending=True, stable=True)
+            iou = torch.gather(iou, 1, order)
+            logits = torch.gather(logits, 1, order[:, :, None, None].expand_as(logits))
+            masks.append((upscale_logits(logits, emb.orig_hw) > mask_threshold).cpu().numpy())
+            scores.append(iou.cpu().numpy())
+        mask_arr = np.concatenate(masks)  # (B, C, H, W)
+        score_arr = np.concatenate(scores)
+        b, c = score_arr.shape
+        return Segmentation.from_masks(
+            mask_arr.reshape(b * c, *emb.orig_hw), score_arr.reshape(-1),
+            object_index=np.repeat(np.arange(b, dtype=np.int32), c),
+            candidate=np.tile(np.arange(c, dtype=np.int32), b))

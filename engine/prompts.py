@@ -1,0 +1,181 @@
+"""Prompt parsing: the specification's strings (or Studio graphics) into one small dataclass.
+
+Formats (pixels of the original image, x to the right, y down):
+- ``input_point``: ``[x,y]`` or ``[[x,y],[x,y],...]``
+- ``input_point_label``: ``[1,0,...]``: 1 foreground, 0 background, one per point; empty means every
+  point is foreground.
+- ``input_box``: ``[x1,y1,x2,y2]`` or ``[[x1,y1,x2,y2],...]`` (XYXY).
+
+Rules (documented in the README):
+- Values must be finite numbers; NaN / inf are refused.
+- A box given with x2 < x1 or y2 < y1 is reordered (the same rectangle); a box of zero width or
+  height is refused.
+- Prompts outside the image are kept as given: SAM 2 accepts them (its positional encoding
+  extrapolates), exactly as Meta's predictor does.
+- At most :data:`MAX_PROMPTS` points and boxes, to bound memory.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .parameters import ParameterError
+
+MAX_PROMPTS = 10_000
+
+POINT_FORMAT = "[x,y] or [[x,y],[x,y],...] in pixels, e.g. [[500,375]]"
+LABEL_FORMAT = "[1,0,...]: one label per point, 1 foreground, 0 background, e.g. [1,0]"
+BOX_FORMAT = "[x1,y1,x2,y2] or [[x1,y1,x2,y2],...] in pixels, e.g. [[75,275,1725,850]]"
+
+
+class PromptError(ParameterError):
+    """A prompt parameter is malformed. ``param`` names it; the message shows the expected format."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Parsed prompts.
+
+    Attributes:
+        points: ``(N, 2)`` float32, XY pixels (N may be 0).
+        labels: ``(N,)`` int32, 1 foreground / 0 background.
+        boxes: ``(B, 4)`` float32, XYXY pixels with x1 <= x2 and y1 <= y2 (B may be 0).
+    """
+
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.points) == 0 and len(self.boxes) == 0
+
+    @property
+    def num_objects(self) -> int:
+        """Objects predicted: one per box, or one for points alone."""
+        return max(len(self.boxes), 1) if not self.is_empty else 0
+
+    def scaled(self, factor: float) -> "Prompt":
+        """The same prompt with coordinates multiplied by ``factor`` (for a resized image)."""
+        return Prompt(self.points * np.float32(factor), self.labels.copy(),
+                      self.boxes * np.float32(factor))
+
+    def merged(self, other: "Prompt") -> "Prompt":
+        """Points and boxes of both prompts (``self``'s first)."""
+        return Prompt(np.concatenate([self.points, other.points]).astype(np.float32),
+                      np.concatenate([self.labels, other.labels]).astype(np.int32),
+                      np.concatenate([self.boxes, other.boxes]).astype(np.float32))
+
+    def key(self) -> bytes:
+        """Bytes that identify this prompt (for caches)."""
+        return self.points.tobytes() + b"|" + self.labels.tobytes() + b"|" + self.boxes.tobytes()
+
+
+def _load(text: Any, param: str, expected: str) -> Any:
+    if not isinstance(text, str):
+        return text
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:  # tolerate Python literals such as "(10, 20)" or "[[1., 2.]]"
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        raise PromptError(param, f"cannot read {text[:60]!r}", expected) from None
+
+
+def _matrix(value: Any, width: int, param: str, expected: str) -> np.ndarray:
+    """A flat list of ``width`` numbers or a list of them, as a finite ``(K, width)`` float32 array."""
+    if value is None:
+        return np.zeros((0, width), np.float32)
+    if not isinstance(value, (list, tuple)):
+        raise PromptError(param, f"got {type(value).__name__} {str(value)[:60]!r}", expected)
+    if len(value) == 0:
+        return np.zeros((0, width), np.float32)
+    rows = [value] if not isinstance(value[0], (list, tuple)) else list(value)
+    if len(rows) > MAX_PROMPTS:
+        raise PromptError(param, f"{len(rows)} entries, at most {MAX_PROMPTS}", expected)
+    out = np.empty((len(rows), width), np.float32)
+    for i, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != width:
+            raise PromptError(param, f"entry {i} is {str(row)[:60]}, not {width} numbers", expected)
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise PromptError(param, f"entry {i} has a non-number {str(v)[:30]!r}", expected)
+            if not math.isfinite(v) or abs(v) > 1e7:
+                raise PromptError(param, f"entry {i} has a non-finite or huge value {v}", expected)
+            out[i, j] = v
+    return out
+
+
+def parse_points(text: Any) -> np.ndarray:
+    """``input_point`` to ``(N, 2)`` float32 XY pixels."""
+    return _matrix(_load(text, "input_point", POINT_FORMAT), 2, "input_point", POINT_FORMAT)
+
+
+def parse_boxes(text: Any) -> np.ndarray:
+    """``input_box`` to ``(B, 4)`` float32 XYXY pixels, corners reordered, zero area refused."""
+    boxes = _matrix(_load(text, "input_box", BOX_FORMAT), 4, "input_box", BOX_FORMAT)
+    return normalize_boxes(boxes, "input_box")
+
+
+def normalize_boxes(boxes: np.ndarray, param: str = "input_box") -> np.ndarray:
+    """Reorder corners so x1 <= x2, y1 <= y2; a box with zero width or height is a PromptError."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    out = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]),
+                          np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
+    flat = np.nonzero((out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1]))[0]
+    if len(flat):
+        raise PromptError(param, f"box {int(flat[0])} {boxes[flat[0]].tolist()} has zero area",
+                          BOX_FORMAT)
+    return out
+
+
+def parse_labels(text: Any, num_points: int) -> np.ndarray:
+    """``input_point_label`` to ``(N,)`` int32; empty means all foreground. Count must match."""
+    value = _load(text, "input_point_label", LABEL_FORMAT)
+    if value is None:
+        return np.ones((num_points,), np.int32)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise PromptError("input_point_label", f"got {str(value)[:60]!r}", LABEL_FORMAT)
+    if len(value) and isinstance(value[0], (list, tuple)) and len(value) == 1:
+        value = value[0]  # [[1,0]] is read as [1,0]
+    labels = []
+    for v in value:
+        if isinstance(v, bool) or v not in (0, 1):
+            raise PromptError("input_point_label", f"label {str(v)[:30]!r} is not 0 or 1",
+                              LABEL_FORMAT)
+        labels.append(int(v))
+    if len(labels) != num_points:
+        raise PromptError("input_point_label", f"{len(labels)} labels for {num_points} points "
+                          f"in input_point", LABEL_FORMAT)
+    return np.asarray(labels, np.int32).reshape(-1)
+
+
+def parse_prompt(input_point: Any = "", input_point_label: Any = "",
+                 input_box: Any = "") -> Prompt:
+    """Parse the three prompt parameters; raises :class:`PromptError` naming the bad one."""
+    points = parse_points(input_point)
+    labels = parse_labels(input_point_label, len(points))
+    boxes = parse_boxes(input_box)
+    return Prompt(points, labels, boxes)
+
+
+def make_prompt(points: Sequence[Sequence[float]] = (), labels: Optional[Sequence[int]] = None,
+                boxes: Sequence[Sequence[float]] = ()) -> Prompt:
+    """Build a :class:`Prompt` from Python sequences (e.g. Studio graphics), validated as above."""
+    pts = _matrix(list(points), 2, "graphics points", POINT_FORMAT)
+    lab = (np.ones(len(pts), np.int32) if labels is None
+           else parse_labels(list(labels), len(pts)))
+    bxs = normalize_boxes(_matrix(list(boxes), 4, "graphics boxes", BOX_FORMAT), "graphics boxes")
+    return Prompt(pts, lab, bxs)

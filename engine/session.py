@@ -1,0 +1,87 @@
+"""One loaded model and its caches, reused across runs."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .automatic import AutomaticParams, generate_with_meta
+from .loader import DeviceChoice, build_model, select_device
+from .models import get_model_spec
+from .predictor import PromptPredictor
+from .prompts import Prompt
+from .results import Segmentation
+from .weights import CheckpointError, ensure_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What decides which weights are loaded: a change of any field reloads the model."""
+
+    model_name: str
+    model_weight_file: str = ""
+    cuda: bool = False
+    apply_postprocessing: bool = True
+
+
+def resolve_checkpoint(key: ModelKey, weights_dir: Path) -> Path:
+    """The checkpoint to load: ``model_weight_file`` when set, else the verified download."""
+    spec = get_model_spec(key.model_name)
+    if key.model_weight_file:
+        path = Path(key.model_weight_file).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"model_weight_file: {path} does not exist; expected the path "
+                                  f"of a {spec.name} checkpoint ({spec.filename}).")
+        return path
+    return ensure_checkpoint(spec, weights_dir)
+
+
+class Sam2Session:
+    """Keeps one model loaded, plus its prompt predictor (and so the image embedding cache).
+
+    Args:
+        weights_dir: where downloaded checkpoints live (the plugin's ``weights/``).
+    """
+
+    def __init__(self, weights_dir: Path):
+        self.weights_dir = Path(weights_dir)
+        self.key: Optional[ModelKey] = None
+        self.model = None
+        self.device_choice: DeviceChoice = select_device(False)
+        self.predictor: Optional[PromptPredictor] = None
+        self.load_count = 0
+
+    def load(self, key: ModelKey) -> bool:
+        """Load the model for ``key`` unless it is already loaded; True when it (re)loaded."""
+        if key == self.key and self.model is not None:
+            return False
+        self.unload()
+        spec = get_model_spec(key.model_name)
+        checkpoint = resolve_checkpoint(key, self.weights_dir)
+        choice = select_device(key.cuda)
+        logger.info("Loading %s from %s on %s", spec.name, checkpoint, choice.device)
+        self.model = build_model(spec, checkpoint, choice.device, key.apply_postprocessing)
+        self.device_choice = choice
+        self.predictor = PromptPredictor(self.model, choice)
+        self.key = key
+        self.load_count += 1
+        return True
+
+    def unload(self) -> None:
+        self.model, self.predictor, self.key = None, None, None
+
+    def segment_prompt(self, image: np.ndarray, prompt: Prompt, scale: float = 1.0,
+                       multimask: bool = False, mask_threshold: float = 0.0) -> Segmentation:
+        """Prompt mode on an HWC RGB uint8 image (embedding cached across calls)."""
+        self.predictor.set_image(image, scale)
+        return self.predictor.predict(prompt, multimask, mask_threshold)
+
+    def segment_automatic(self, image: np.ndarray, params: AutomaticParams,
+                          scale: float = 1.0) -> Segmentation:
+        """Automatic mode on an HWC RGB uint8 image."""
+        return generate_with_meta(self.model, image, params, scale, self.device_choice)

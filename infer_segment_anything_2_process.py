@@ -1,0 +1,222 @@
+"""Ikomia glue for SAM 2: parameters, task and factory. The SAM logic lives in ``engine``."""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from ikomia import core, dataprocess
+
+from .engine.automatic import AutomaticParams
+from .engine.masks import MAX_LABEL, label_map, paint_order_large_first
+from .engine.images import to_rgb_uint8
+from .engine.parameters import PARAMETERS, MODEL_KEYS, ParameterError, default_values, \
+    parse_values, unknown_keys
+from .engine.prompts import Prompt, make_prompt, parse_prompt
+from .engine.results import Segmentation
+from .engine.session import ModelKey, Sam2Session
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = PLUGIN_DIR / "weights"
+NUM_MASK_OUTPUTS = 3  # outputs 1..3: best mask / candidates 2 and 3 with multimask_output
+BACKGROUND_CATEGORIES = {"background", "negative", "bg", "0", "exclude"}
+
+
+class InferSegmentAnything2Param(core.CWorkflowTaskParam):
+    """Parameters as the strings Ikomia stores; :meth:`parsed` checks and types them."""
+
+    def __init__(self):
+        core.CWorkflowTaskParam.__init__(self)
+        self.values: Dict[str, str] = default_values()
+
+    def set_values(self, param_map) -> None:
+        self.values.update({k: str(v) for k, v in dict(param_map).items() if k in PARAMETERS})
+
+    def get_values(self) -> Dict[str, str]:
+        return dict(self.values)
+
+    def parsed(self) -> Dict:
+        """Typed values; raises :class:`ParameterError` naming the first bad parameter."""
+        return parse_values(self.values)
+
+
+class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
+    """SAM 2 on one image: prompt mode with prompts, automatic mode without.
+
+    Outputs: 0 image, 1 mask (label map), 2 and 3 the other multimask candidates (empty without
+    multimask), 4 instance segmentation (every predicted mask with its box and score).
+    """
+
+    def __init__(self, name, param):
+        dataprocess.CSemanticSegmentationTask.__init__(self, name)
+        for _ in range(NUM_MASK_OUTPUTS - 1):
+            self.add_output(dataprocess.CSemanticSegmentationIO())
+        self.add_output(dataprocess.CInstanceSegmentationIO())
+        self.set_param_object(copy.deepcopy(param) if param is not None
+                              else InferSegmentAnything2Param())
+        self.session = Sam2Session(WEIGHTS_DIR)
+        self._stop_requested = False
+
+    def get_progress_steps(self) -> int:
+        return 1
+
+    def set_parameters(self, params) -> None:
+        """As Ikomia's, but a key that is not a parameter is an error instead of being ignored."""
+        unknown = unknown_keys(dict(params))
+        if unknown:
+            hints = "; ".join(f"{k!r}" + (f" (did you mean {m!r}?)" if m else "")
+                              for k, m in unknown.items())
+            raise ValueError(f"Unknown parameter {hints}. Parameters of "
+                             f"infer_segment_anything_2: {', '.join(PARAMETERS)}")
+        super().set_parameters({k: str(v) for k, v in dict(params).items()})
+
+    def stop(self) -> None:
+        super().stop()
+        self._stop_requested = True
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _graphics_prompt(self) -> Prompt:
+        """Prompts drawn in Studio: points (category 'background' = negative), rectangles, and
+        the bounding box of polygons and ellipses."""
+        graphics = self.get_input(1)
+        if graphics is None or not graphics.is_data_available():
+            return Prompt()
+        points, labels, boxes = [], [], []
+        for item in graphics.get_items():
+            kind = item.get_type()
+            if kind == core.GraphicsItem.POINT:
+                points.append([item.point.x, item.point.y])
+                labels.append(0 if item.get_category().strip().lower()
+                              in BACKGROUND_CATEGORIES else 1)
+            elif kind in (core.GraphicsItem.RECTANGLE, core.GraphicsItem.ELLIPSE):
+                boxes.append([item.x, item.y, item.x + item.width, item.y + item.height])
+            elif kind in (core.GraphicsItem.POLYGON, core.GraphicsItem.POLYLINE):
+                xy = np.array([[p.x, p.y] for p in item.points], np.float32)
+                if len(xy):
+                    boxes.append([*xy.min(axis=0), *xy.max(axis=0)])
+            elif kind == core.GraphicsItem.COMPLEX_POLYGON:
+                x, y, w, h = item.get_bounding_rect()
+                boxes.append([x, y, x + w, y + h])
+        return make_prompt(points, labels, boxes)
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _clear_outputs(self) -> None:
+        """Fresh mask outputs (``clear_data`` keeps a mask's polygons) and no instances."""
+        for i in range(1, 1 + NUM_MASK_OUTPUTS):
+            self.set_output(dataprocess.CSemanticSegmentationIO(), i)
+        self.get_output(1 + NUM_MASK_OUTPUTS).clear_data()
+
+    def _set_label_output(self, index: int, mask: np.ndarray, names: List[str]) -> None:
+        colors = [[0, 0, 0]] + [_color(i)[:3] for i in range(len(names) - 1)]
+        out = self.get_output(index)
+        out.set_class_names(names)
+        out.set_class_colors(colors)
+        out.set_mask(mask)
+
+    def _write_outputs(self, seg: Segmentation, automatic: bool, height: int, width: int) -> None:
+        if automatic:
+            order = paint_order_large_first(seg.masks)
+            names = ["background"] + [f"mask {i + 1}" for i in range(min(len(seg), MAX_LABEL))]
+            self._set_label_output(1, label_map(seg.masks, order=order, shape=(height, width)),
+                                   names)
+        else:
+            n_obj = int(seg.object_index.max()) + 1 if len(seg) else 0
+            names = ["background"] + [f"object {i + 1}" for i in range(n_obj)]
+            for rank in range(int(seg.candidate.max()) + 1 if len(seg) else 1):
+                pick = np.nonzero(seg.candidate == rank)[0]
+                labels = seg.object_index[pick] + 1
+                mask = label_map(seg.masks[pick], labels=labels, shape=(height, width))
+                self._set_label_output(1 + rank, mask, names[:MAX_LABEL + 1])
+        self._write_instances(seg, automatic, height, width)
+
+    def _write_instances(self, seg: Segmentation, automatic: bool, height: int, width: int) -> None:
+        out = self.get_output(1 + NUM_MASK_OUTPUTS)
+        out.init(self.name, 0, width, height)
+        multi = len(seg) and int(seg.candidate.max()) > 0
+        for i in range(len(seg)):
+            x1, y1, x2, y2 = (float(v) for v in seg.boxes[i])
+            if automatic:
+                label = "mask"
+            else:
+                label = f"object {int(seg.object_index[i]) + 1}"
+                if multi:
+                    label += f" candidate {int(seg.candidate[i]) + 1}"
+            out.add_object(i, 0, int(seg.object_index[i]), label, float(seg.scores[i]),
+                           x1, y1, x2 - x1, y2 - y1, seg.masks[i].astype(np.uint8),
+                           _color(i))
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.begin_task_run()
+        self._stop_requested = False
+        self._clear_outputs()
+        values = self.get_param_object().parsed()
+        image = to_rgb_uint8(self.get_input(0).get_image())
+        prompt = self._graphics_prompt().merged(parse_prompt(
+            values["input_point"], values["input_point_label"], values["input_box"]))
+        self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
+        scale = values["input_size_percent"] / 100.0
+        if prompt.is_empty:
+            seg = self.session.segment_automatic(image, _automatic_params(values), scale)
+        else:
+            seg = self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
+                                              values["mask_threshold"])
+        if self._stop_requested:
+            self._clear_outputs()
+            raise RuntimeError("infer_segment_anything_2: stopped by the user")
+        self._write_outputs(seg, prompt.is_empty, *image.shape[:2])
+        self.emit_step_progress()
+        self.end_task_run()
+
+
+def _automatic_params(values: Dict) -> AutomaticParams:
+    names = {"iou_thresh": "pred_iou_thresh"}
+    fields = AutomaticParams.__dataclass_fields__
+    return AutomaticParams(**{names.get(k, k): v for k, v in values.items()
+                              if names.get(k, k) in fields})
+
+
+def _color(i: int) -> List[int]:
+    """A stable, well-spread RGBA colour for instance ``i`` (golden-ratio hue steps)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
+    return [int(r * 255), int(g * 255), int(b * 255), 255]
+
+
+class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
+    """Creates the task; ``info`` is what Ikomia Studio and the HUB show."""
+
+    def __init__(self):
+        dataprocess.CTaskFactory.__init__(self)
+        info = self.info
+        info.name = "infer_segment_anything_2"
+        info.short_description = "Inference for Segment Anything Model 2 (SAM 2 and SAM 2.1)."
+        info.path = "Plugins/Python/Segmentation"
+        info.version = "2.0.0"
+        info.icon_path = "icons/icon.png"
+        info.authors = ("Ravi, Nikhila and Gabeur, Valentin and Hu, Yuan-Ting and Hu, Ronghang and "
+                        "Ryali, Chaitanya and Ma, Tengyu and Khedr, Haitham and Radle, Roman and "
+                        "Rolland, Chloe and Gustafson, Laura and Mintun, Eric and Pan, Junting and "
+                        "Alwala, Kalyan Vasudev and Carion, Nicolas and Wu, Chao-Yuan and "
+                        "Girshick, Ross and Dollar, Piotr and Feichtenhofer, Christoph")
+        info.article = "SAM 2: Segment Anything in Images and Videos"
+        info.journal = "arXiv:2408.00714"
+        info.year = 2024
+        info.license = "Apache License 2.0"
+        info.documentation_link = "https://arxiv.org/abs/2408.00714"
+        info.repository = "https://github.com/Ikomia-hub/infer_segment_anything_2"
+        info.original_repository = "https://github.com/facebookresearch/sam2"
+        info.keywords = ("SAM, SAM2, SAM 2.1, segment anything, Meta, prompt, point, box, "
+                         "automatic mask generation, zero-shot, instance segmentation")
+        info.algo_type = core.AlgoType.INFER
+        info.algo_tasks = "SEMANTIC_SEGMENTATION,INSTANCE_SEGMENTATION"
+        info.min_ikomia_version = "0.16.0"
+        info.min_python_version = "3.10.0"
+
+    def create(self, param=None):
+        return InferSegmentAnything2(self.info.name, param)
