@@ -156,7 +156,7 @@ def download(spec: ModelSpec, final: Path, url: Optional[str] = None,
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            _stream(url, out, spec, timeout, on_progress, failed, f"{nothing}. {hint}")
+            _stream(url, out, spec, timeout, on_progress, failed, nothing, hint)
         try:
             problem = verify_file(tmp, spec)
         except OSError as exc:
@@ -207,8 +207,10 @@ def _looks_like_html(block: bytes) -> bool:
 
 
 def _stream(url: str, out, spec: ModelSpec, timeout: float,
-            on_progress: Optional[Callable[[int, int], None]], failed: str, tail: str) -> None:
+            on_progress: Optional[Callable[[int, int], None]], failed: str, nothing: str,
+            hint: str) -> None:
     """Copy ``url``'s body into ``out``; refuse HTML pages, wrong sizes and short bodies."""
+    tail, tail_retry = f"{nothing}. {hint}", f"{nothing}. Try again. {hint}"
     request = urllib.request.Request(url, headers={"User-Agent": "infer_segment_anything_2"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -221,7 +223,6 @@ def _stream(url: str, out, spec: ModelSpec, timeout: float,
         if announced is not None and announced != spec.size:
             raise CheckpointError(f"{failed}: the server announces {announced} bytes, expected "
                                   f"{spec.size}; {tail}")
-        tail_retry = tail.replace(". ", ". Try again. ", 1)
         total = spec.size
         bar = _progress_bar(total, spec.filename)
         done = 0
