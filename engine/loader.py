@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -88,31 +89,72 @@ def build_model(spec: ModelSpec, checkpoint: Optional[Union[str, Path]],
     return model.to(device).eval()
 
 
+def _read_problem(exc: BaseException) -> str:
+    """A short, user-facing reason why ``torch.load(weights_only=True)`` refused a file."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: [^\s]+ [^\s]+", text)
+    if found:
+        return ("it holds pickled Python objects other than tensors, which could run code "
+                f"({found.group(0)}); it was not loaded and nothing in it was run")
+    if "Weights only load failed" in text:  # torch's long advice; keep its precise cause
+        found = re.search(r"(Unsupported [^\n]*|WeightsUnpickler error: [^\n]+)", text)
+        first = found.group(0).strip() if found else "not a weights-only pickle"
+    else:
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return (f"it cannot be read as a PyTorch checkpoint ({type(exc).__name__}"
+            f"{': ' + first[:200] if first else ''}); it may be truncated or not a checkpoint, "
+            f"and nothing in it was run")
+
+
+def _state_dict_of(data) -> Optional[dict]:
+    """Meta's ``{"model": state_dict}``, or a bare state dict (every value a tensor)."""
+    if not isinstance(data, dict):
+        return None
+    if "model" in data:
+        return data["model"] if isinstance(data["model"], dict) else None
+    if data and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
+        return data
+    return None
+
+
 def load_checkpoint(model: torch.nn.Module, path: Path, spec: ModelSpec) -> None:
-    """Load Meta's checkpoint format into ``model`` strictly; errors name the file and the model."""
-    expected = f"expected a {spec.name} checkpoint ({spec.filename}, {spec.size} bytes)"
+    """Load Meta's checkpoint format into ``model`` strictly; errors name the file and the model.
+
+    The file is a ``torch.save``'d ``{"model": state_dict}`` (a bare state dict is accepted too),
+    read with ``weights_only=True`` so that no pickled code can run. Every key of the model must be
+    present with the same shape, and no other key may be there.
+    """
+    path = Path(path)
+    expected = (f"expected a {spec.name} checkpoint like {spec.filename} ({spec.size} bytes); "
+                f"check model_name and model_weight_file")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; {expected}.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip / unsafe-global errors all mean "not a checkpoint"
-        raise CheckpointError(f"Checkpoint {path} cannot be read as a PyTorch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+    except Exception as exc:  # pickle / zip / unsafe-global / EOF errors: not a checkpoint
+        raise CheckpointError(f"Checkpoint {path} is refused: {_read_problem(exc)}; "
                               f"{expected}.") from exc
-    state = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"Checkpoint {path} has no 'model' state dict; {expected}.")
+    state = _state_dict_of(data)
+    if state is None:
+        what = (f"a dict with keys {', '.join(map(str, list(data)[:5]))}"
+                if isinstance(data, dict) else f"a {type(data).__name__}")
+        raise CheckpointError(f"Checkpoint {path} has no 'model' state dict (it holds {what}); "
+                              f"{expected}.")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    unexpected = sorted(map(str, set(state) - set(own)))
     mis_shaped = sorted(k for k in set(own) & set(state)
-                        if getattr(state[k], "shape", None) != own[k].shape)
+                        if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape)
     if missing or unexpected or mis_shaped:
         details = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} "
                             f"({len(keys)})" for what, keys in
                             (("missing keys", missing), ("unexpected keys", unexpected),
                              ("wrong shapes", mis_shaped)) if keys)
         raise CheckpointError(f"Checkpoint {path} does not match model {spec.name} ({details}); "
-                              f"{expected}. Check model_name or model_weight_file.")
-    model.load_state_dict(state, strict=True)
+                              f"it is probably another model size or version; {expected}.")
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # e.g. a tensor of a type that cannot be copied into a parameter
+        raise CheckpointError(f"Checkpoint {path} cannot be loaded into {spec.name} "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); {expected}.") from exc
     logger.info("Loaded checkpoint %s into %s", path, spec.name)
