@@ -23,6 +23,15 @@ class ParameterError(ValueError):
         super().__init__(f"{param}: {problem}. Expected {expected}.")
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A short ``repr`` of any value for error messages; never raises."""
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -83,7 +92,7 @@ class ParamSpec:
             return "" if raw is None else str(raw)
         if self.kind == "choice":
             if raw not in self.choices:
-                raise ParameterError(self.key, f"unknown value {str(raw)[:60]!r}", self.expected())
+                raise ParameterError(self.key, f"unknown value {short_repr(raw)}", self.expected())
             return raw
         if self.kind == "bool":
             if isinstance(raw, bool):
@@ -91,16 +100,16 @@ class ParamSpec:
             word = str(raw).lower()
             if word in _TRUE or word in _FALSE:
                 return word in _TRUE
-            raise ParameterError(self.key, f"got {str(raw)[:60]!r}", self.expected())
+            raise ParameterError(self.key, f"got {short_repr(raw)}", self.expected())
         try:
             number = float(raw)
         except (TypeError, ValueError, OverflowError):
-            raise ParameterError(self.key, f"got {str(raw)[:60]!r}", self.expected()) from None
+            raise ParameterError(self.key, f"got {short_repr(raw)}", self.expected()) from None
         if not math.isfinite(number):
-            raise ParameterError(self.key, f"got {raw!r}", self.expected())
+            raise ParameterError(self.key, f"got {short_repr(raw)}", self.expected())
         if self.kind == "int":
             if number != int(number):
-                raise ParameterError(self.key, f"got {raw!r}", self.expected())
+                raise ParameterError(self.key, f"got {short_repr(raw)}", self.expected())
             number = int(number)
         if (self.minimum is not None and number < self.minimum) or (
                 self.maximum is not None and (number > self.maximum or (

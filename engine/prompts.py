@@ -7,12 +7,15 @@ Formats (pixels of the original image, x to the right, y down):
 - ``input_box``: ``[x1,y1,x2,y2]`` or ``[[x1,y1,x2,y2],...]`` (XYXY).
 
 Rules (documented in the README):
-- Values must be finite numbers; NaN / inf are refused.
+- Values must be finite numbers of at most 1e7 in magnitude; NaN / inf are refused.
 - A box given with x2 < x1 or y2 < y1 is reordered (the same rectangle); a box of zero width or
   height is refused.
 - Prompts outside the image are kept as given: SAM 2 accepts them (its positional encoding
   extrapolates), exactly as Meta's predictor does.
-- At most :data:`MAX_PROMPTS` points and boxes, to bound memory.
+- At most :data:`MAX_PROMPTS` (10,000) points, labels or boxes per parameter, to bound memory;
+  more are refused.
+- Any malformed value raises :class:`PromptError` (a :class:`ParameterError`) whose message names
+  the parameter and shows the expected format.
 """
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .parameters import ParameterError
+from .parameters import ParameterError, short_repr as _show
 
-MAX_PROMPTS = 10_000
+MAX_PROMPTS = 10_000  # points, boxes or labels in one parameter
+MAX_TEXT = 2_000_000  # characters of one prompt parameter (10,000 boxes need ~400,000)
+MAX_COORDINATE = 1e7  # pixels; larger values are typos, not images
 
 POINT_FORMAT = "[x,y] or [[x,y],[x,y],...] in pixels, e.g. [[500,375]]"
 LABEL_FORMAT = "[1,0,...]: one label per point, 1 foreground, 0 background, e.g. [1,0]"
@@ -82,14 +87,33 @@ def _load(text: Any, param: str, expected: str) -> Any:
     text = text.strip()
     if not text:
         return None
+    if len(text) > MAX_TEXT:
+        raise PromptError(param, f"a text of {len(text)} characters, at most {MAX_TEXT}", expected)
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:  # tolerate Python literals such as "(10, 20)" or "[[1., 2.]]"
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        raise PromptError(param, f"cannot read {text[:60]!r}", expected) from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError, OverflowError):
+        raise PromptError(param, f"cannot read {_show(text)}", expected) from None
+
+
+def _number(v: Any, i: int, param: str, expected: str) -> float:
+    """One coordinate: a finite int or float of at most 1e7 in magnitude."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise PromptError(param, f"entry {i} has a non-number {_show(v, 30)}", expected)
+    try:
+        value = float(v)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise PromptError(param, f"entry {i} has a non-finite value {_show(v, 30)} "
+                          f"(NaN and infinity are not coordinates)", expected)
+    if abs(value) > MAX_COORDINATE:
+        raise PromptError(param, f"entry {i} has a huge value {_show(v, 30)} (at most "
+                          f"{MAX_COORDINATE:g} in magnitude)", expected)
+    return value
 
 
 def _matrix(value: Any, width: int, param: str, expected: str) -> np.ndarray:
@@ -97,7 +121,7 @@ def _matrix(value: Any, width: int, param: str, expected: str) -> np.ndarray:
     if value is None:
         return np.zeros((0, width), np.float32)
     if not isinstance(value, (list, tuple)):
-        raise PromptError(param, f"got {type(value).__name__} {str(value)[:60]!r}", expected)
+        raise PromptError(param, f"got {type(value).__name__} {_show(value)}", expected)
     if len(value) == 0:
         return np.zeros((0, width), np.float32)
     rows = [value] if not isinstance(value[0], (list, tuple)) else list(value)
@@ -106,13 +130,9 @@ def _matrix(value: Any, width: int, param: str, expected: str) -> np.ndarray:
     out = np.empty((len(rows), width), np.float32)
     for i, row in enumerate(rows):
         if not isinstance(row, (list, tuple)) or len(row) != width:
-            raise PromptError(param, f"entry {i} is {str(row)[:60]}, not {width} numbers", expected)
+            raise PromptError(param, f"entry {i} is {_show(row)}, not {width} numbers", expected)
         for j, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise PromptError(param, f"entry {i} has a non-number {str(v)[:30]!r}", expected)
-            if not math.isfinite(v) or abs(v) > 1e7:
-                raise PromptError(param, f"entry {i} has a non-finite or huge value {v}", expected)
-            out[i, j] = v
+            out[i, j] = _number(v, i, param, expected)
     return out
 
 
@@ -134,8 +154,8 @@ def normalize_boxes(boxes: np.ndarray, param: str = "input_box") -> np.ndarray:
                           np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
     flat = np.nonzero((out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1]))[0]
     if len(flat):
-        raise PromptError(param, f"box {int(flat[0])} {boxes[flat[0]].tolist()} has zero area",
-                          BOX_FORMAT)
+        raise PromptError(param, f"box {int(flat[0])} {boxes[flat[0]].tolist()} has zero area "
+                          f"(x1 = x2 or y1 = y2)", BOX_FORMAT)
     return out
 
 
@@ -147,13 +167,16 @@ def parse_labels(text: Any, num_points: int) -> np.ndarray:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise PromptError("input_point_label", f"got {str(value)[:60]!r}", LABEL_FORMAT)
+        raise PromptError("input_point_label", f"got {_show(value)}", LABEL_FORMAT)
     if len(value) and isinstance(value[0], (list, tuple)) and len(value) == 1:
         value = value[0]  # [[1,0]] is read as [1,0]
+    if len(value) > MAX_PROMPTS:
+        raise PromptError("input_point_label", f"{len(value)} labels, at most {MAX_PROMPTS}",
+                          LABEL_FORMAT)
     labels = []
     for v in value:
-        if isinstance(v, bool) or v not in (0, 1):
-            raise PromptError("input_point_label", f"label {str(v)[:30]!r} is not 0 or 1",
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in (0, 1):
+            raise PromptError("input_point_label", f"label {_show(v, 30)} is not 0 or 1",
                               LABEL_FORMAT)
         labels.append(int(v))
     if len(labels) != num_points:
