@@ -18,13 +18,18 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
       as 0..255. NaN becomes 0; everything is clipped to 0..255 and rounded.
 
     Raises:
-        ParameterError (``image``): an empty image or one that is not 2-D / 3-D.
+        ParameterError (``image``): an empty image, one that is not 2-D / 3-D, or pixels that are
+            not numbers (object, string, complex arrays).
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0 or (
             image.ndim == 3 and image.shape[2] == 0):
         raise ParameterError("image", f"got an array of shape {image.shape}",
                              "a non-empty image of shape (H, W) or (H, W, C)")
+    if image.dtype != bool and not (np.issubdtype(image.dtype, np.integer)
+                                    or np.issubdtype(image.dtype, np.floating)):
+        raise ParameterError("image", f"got pixels of type {image.dtype}",
+                             "an integer, floating-point or boolean image")
     if image.ndim == 2:
         image = image[:, :, None]
     channels = image.shape[2]
