@@ -1,0 +1,245 @@
+"""SAM 2's mask decoder for point prompts, restructured to cost less per prompt.
+
+Automatic mode decodes ~1000 single-point prompts against one image embedding. Meta's decoder
+repeats the image embedding per prompt and runs every projection on all 64x64 image tokens for
+every prompt. :class:`PointDecoder` computes the same function with the same weights, reordered:
+
+* **once per image**: the first two-way attention layer's image-side projections (keys and values
+  of the token-to-image attention, queries of the image-to-token attention). With point prompts and
+  no mask input the dense prompt embedding is the same learnt vector for every prompt, so the first
+  layer's image tokens do not depend on the prompt.
+* **per prompt, few tokens**: a prompt has only ~7 tokens (object score, IoU, 4 mask tokens, the
+  point and its padding). Attention between 7 tokens and 4096 image tokens is rewritten so that the
+  4096-token side is multiplied by ``heads x tokens`` vectors instead of being projected:
+  ``softmax((W_q t) . (W_k x)) (W_v x) = softmax(x . (W_k^T W_q t)) x W_v^T`` (rows of the attention
+  sum to one, so the value bias passes through), and the output projection is folded into the token
+  values for image-to-token attention. This divides those matmuls' cost by about 2.3.
+
+Only the order of floating-point operations changes: outputs equal the model's own decoder to
+float32 rounding (see ``tests/test_amg.py::test_point_decoder_matches_model_decoder``). Everything
+else (self-attention, MLPs, layer norms, upscaling convolutions, hypernetworks, IoU head) calls the
+model's own modules.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+def _linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    return F.linear(x, layer.weight, layer.bias)
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``(B, N, H*d)`` -> ``(B, H, N, d)``."""
+    b, n, c = x.shape
+    return x.reshape(b, n, n_heads, c // n_heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, N, d)`` -> ``(B, N, H*d)``."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def supports(model) -> bool:
+    """True when ``model``'s decoder has the structure :class:`PointDecoder` reorders."""
+    try:
+        from sam2.modeling.sam.mask_decoder import MaskDecoder
+        from sam2.modeling.sam.transformer import Attention, TwoWayTransformer
+    except ImportError:  # pragma: no cover - sam2 is a requirement
+        return False
+    dec = getattr(model, "sam_mask_decoder", None)
+    if type(dec) is not MaskDecoder or type(dec.transformer) is not TwoWayTransformer:
+        return False
+    t = dec.transformer
+    attns = [t.final_attn_token_to_image] + [a for layer in t.layers for a in (
+        layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)]
+    return (len(t.layers) >= 1 and t.layers[0].skip_first_layer_pe
+            and all(type(a) is Attention for a in attns) and dec.use_high_res_features)
+
+
+class PointDecoder:
+    """Mask decoder for batches of point prompts (no mask input) on one image.
+
+    Args:
+        model: a SAM 2 model (``SAM2Base``); :func:`supports` must be True.
+        image_embed: ``(1, C, 64, 64)`` image embedding (``ImageEmbedding.image_embed``).
+        high_res_feats: the two high-resolution feature maps.
+    """
+
+    def __init__(self, model, image_embed: torch.Tensor, high_res_feats: List[torch.Tensor]):
+        self.dec = dec = model.sam_mask_decoder
+        self.t = t = dec.transformer
+        pe = model.sam_prompt_encoder.get_dense_pe()
+        no_mask = model.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        self.hw = image_embed.shape[-2:]
+        keys0 = (image_embed + no_mask).flatten(2).transpose(1, 2)  # (1, N, C)
+        self.pe = pe.flatten(2).transpose(1, 2)
+        self.keys0 = keys0
+        first = t.layers[0]
+        kp0 = keys0 + self.pe
+        a = first.cross_attn_token_to_image
+        self.k0 = _heads(_linear(kp0, a.k_proj), a.num_heads)
+        self.v0 = _heads(_linear(keys0, a.v_proj), a.num_heads)
+        b = first.cross_attn_image_to_token
+        self.qi0 = _heads(_linear(kp0, b.q_proj), b.num_heads)
+        self._prepare_upscaling(*high_res_feats)
+        s = 1 if dec.pred_obj_scores else 0
+        self.s = s
+        parts = ([dec.obj_score_token.weight] if s else []) + [dec.iou_token.weight,
+                                                               dec.mask_tokens.weight]
+        self.out_tokens = torch.cat(parts, dim=0)
+
+    # -- upscaling ---------------------------------------------------------------------------
+    def _prepare_upscaling(self, feat_s0: torch.Tensor, feat_s1: torch.Tensor) -> None:
+        """The two stride-2 transposed convolutions as matrix products in a pixel-blocked layout.
+
+        ``ConvTranspose2d(k=2, s=2)`` maps each input pixel to a 2x2 block of output pixels: it is
+        a ``(C_in, 4 * C_out)`` matrix. Keeping every output in the layout "input pixel, then its
+        2x2 block, then channels" lets the high-resolution features and the bias be added inside
+        the matrix product, the channel LayerNorm run as a fused ``layer_norm`` over the last dim,
+        and the 32-channel result be projected on the 3 hypernetwork vectors before the pixels
+        are put back in raster order (3 channels instead of 32 to reorder).
+        """
+        dc1, ln1, _, dc2, _ = self.dec.output_upscaling
+        h, w = self.hw
+        c1, c2 = dc1.out_channels, dc2.out_channels
+        # W1[c, (i, j, o)] = dc1.weight[c, o, i, j]
+        self.w1 = dc1.weight.permute(0, 2, 3, 1).reshape(dc1.in_channels, 4 * c1)
+        # feat_s1[0, o, 2y+i, 2x+j] -> F1[(y, x), (i, j, o)], plus the bias
+        f1 = feat_s1[0].reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0)
+        self.f1 = (f1 + dc1.bias).reshape(1, h * w, 4 * c1)
+        self.w2 = dc2.weight.permute(0, 2, 3, 1).reshape(dc2.in_channels, 4 * c2)
+        # feat_s0[0, o, 4y+2i+k, 4x+2j+l] -> F2[(y, x, i, j), (k, l, o)], plus the bias
+        f2 = feat_s0[0].reshape(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+        self.f2 = (f2 + dc2.bias).reshape(1, h * w * 4, 4 * c2)
+        self.c1, self.c2 = c1, c2
+
+    def _upscale_and_project(self, keys: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        """``hyper @ upscaled(keys)`` as the decoder computes it: ``(B, M, 4h, 4w)`` logits."""
+        _, ln1, act1, _, act2 = self.dec.output_upscaling
+        bsz, n, _ = keys.shape
+        h, w = self.hw
+        up = torch.baddbmm(self.f1, keys, self.w1.expand(bsz, -1, -1))  # (B, N, 4*c1)
+        up = F.layer_norm(up.reshape(bsz, n * 4, self.c1), (self.c1,), ln1.weight, ln1.bias,
+                          ln1.eps)
+        up = act1(up)
+        up = act2(torch.baddbmm(self.f2, up, self.w2.expand(bsz, -1, -1)))  # (B, 4N, 4*c2)
+        m = hyper.shape[1]
+        out = torch.bmm(up.reshape(bsz, n * 16, self.c2), hyper.transpose(1, 2))  # (B, 16N, M)
+        # rows are (y, x, i, j, k, l): pixel (4y + 2i + k, 4x + 2j + l)
+        out = out.reshape(bsz, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return out.reshape(bsz, m, 4 * h, 4 * w)
+
+    # -- attention pieces ----------------------------------------------------------------------
+    @staticmethod
+    def _token_to_image(attn, q_in: torch.Tensor, keys: torch.Tensor,
+                        kp: torch.Tensor) -> torch.Tensor:
+        """``attn(q=q_in, k=kp, v=keys)`` for few queries against many image tokens."""
+        h = attn.num_heads
+        bsz, t, _ = q_in.shape
+        c = keys.shape[-1]
+        d = attn.internal_dim // h
+        q = _heads(_linear(q_in, attn.q_proj), h)  # (B, H, T, d)
+        wk = attn.k_proj.weight.reshape(h, d, c)
+        folded = torch.einsum("bhtd,hdc->bhtc", q, wk).reshape(bsz, h * t, c)
+        bias = torch.einsum("bhtd,hd->bht", q, attn.k_proj.bias.reshape(h, d))
+        scores = torch.baddbmm(bias.reshape(bsz, h * t, 1), folded, kp.transpose(1, 2))
+        probs = torch.softmax(scores * (1.0 / math.sqrt(d)), dim=-1)  # (B, H*T, N)
+        mixed = torch.bmm(probs, keys).reshape(bsz, h, t, c)
+        wv = attn.v_proj.weight.reshape(h, d, c)
+        out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
+        return _linear(_merge(out), attn.out_proj)
+
+    @staticmethod
+    def _image_to_token(attn, q_heads_img: torch.Tensor, k_in: torch.Tensor,
+                        v_in: torch.Tensor) -> torch.Tensor:
+        """``attn(q=image, k=k_in, v=v_in)`` given the image queries already projected."""
+        h = attn.num_heads
+        bsz, t, c = v_in.shape
+        d = attn.internal_dim // h
+        k = _heads(_linear(k_in, attn.k_proj), h)  # (B, H, T, d)
+        v = _heads(_linear(v_in, attn.v_proj), h)
+        scores = torch.matmul(q_heads_img, k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
+        probs = torch.softmax(scores, dim=-1)  # (B, H, N, T)
+        n = probs.shape[2]
+        wo = attn.out_proj.weight.reshape(c, h, d)
+        v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
+        flat = probs.permute(0, 2, 1, 3).reshape(bsz, n, h * t)
+        return torch.baddbmm(attn.out_proj.bias.reshape(1, 1, c), flat, v_out)
+
+    def _image_to_token_full(self, attn, kp: torch.Tensor, k_in: torch.Tensor,
+                             v_in: torch.Tensor) -> torch.Tensor:
+        """Image-to-token attention with per-prompt image tokens ``kp``; q_proj folded into k."""
+        h = attn.num_heads
+        bsz, t, c = v_in.shape
+        d = attn.internal_dim // h
+        k = _heads(_linear(k_in, attn.k_proj), h)  # (B, H, T, d)
+        wq = attn.q_proj.weight.reshape(h, d, c)
+        folded = torch.einsum("bhtd,hdc->bhtc", k, wq).reshape(bsz, h * t, c)
+        bias = torch.einsum("bhtd,hd->bht", k, attn.q_proj.bias.reshape(h, d))
+        scores = torch.baddbmm(bias.reshape(bsz, 1, h * t), kp, folded.transpose(1, 2))
+        n = kp.shape[1]
+        probs = torch.softmax((scores * (1.0 / math.sqrt(d))).reshape(bsz, n, h, t), dim=-1)
+        v = _heads(_linear(v_in, attn.v_proj), h)
+        wo = attn.out_proj.weight.reshape(c, h, d)
+        v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
+        return torch.baddbmm(attn.out_proj.bias.reshape(1, 1, c), probs.reshape(bsz, n, h * t),
+                             v_out)
+
+    # -- decoding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode B prompts given their sparse embeddings ``(B, P, C)`` (multimask output).
+
+        Returns:
+            low-resolution logits ``(B, 3, 256, 256)`` and predicted IoU ``(B, 3)``, as
+            ``model.sam_mask_decoder(..., multimask_output=True)`` returns them.
+        """
+        t, dec = self.t, self.dec
+        bsz = sparse.shape[0]
+        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(bsz, -1, -1), sparse], dim=1)
+        n_tok = tokens.shape[1]
+
+        # layer 0: the image side is the same for every prompt
+        first = t.layers[0]
+        q = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
+        a = first.cross_attn_token_to_image
+        qh = _heads(_linear(q + tokens, a.q_proj), a.num_heads)
+        o = F.scaled_dot_product_attention(qh, self.k0.expand(bsz, -1, -1, -1),
+                                           self.v0.expand(bsz, -1, -1, -1))
+        q = first.norm2(q + _linear(_merge(o), a.out_proj))
+        q = first.norm3(q + first.mlp(q))
+        keys = first.norm4(self.keys0 + self._image_to_token(
+            first.cross_attn_image_to_token, self.qi0, q + tokens, q))
+
+        # further layers: per-prompt image tokens
+        for layer in t.layers[1:]:
+            qp = q + tokens
+            q = layer.norm1(q + layer.self_attn(q=qp, k=qp, v=q))
+            kp = keys + self.pe
+            q = layer.norm2(q + self._token_to_image(layer.cross_attn_token_to_image,
+                                                     q + tokens, keys, kp))
+            q = layer.norm3(q + layer.mlp(q))
+            keys = layer.norm4(keys + self._image_to_token_full(
+                layer.cross_attn_image_to_token, kp, q + tokens, q))
+            del kp
+
+        kp = keys + self.pe
+        q = t.norm_final_attn(q + self._token_to_image(t.final_attn_token_to_image,
+                                                       q + tokens, keys, kp))
+        del kp
+        assert q.shape[1] == n_tok
+
+        # upscaling and hypernetworks, multimask tokens 1..3 only
+        s = self.s
+        mask_tokens = q[:, s + 1:s + 1 + dec.num_mask_tokens]
+        hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_tokens[:, i])
+                             for i in range(1, dec.num_mask_tokens)], dim=1)  # (B, 3, c8)
+        logits = self._upscale_and_project(keys, hyper)
+        iou = dec.iou_prediction_head(q[:, s])[:, 1:]
+        return logits, iou
