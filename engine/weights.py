@@ -4,7 +4,7 @@ Guarantees:
 - A checkpoint only appears at its final path after its size and SHA-256 were checked: the body is
   streamed to a temporary ``.part`` file in the same folder and renamed into place (atomic on POSIX).
 - A failed, interrupted or wrong download leaves nothing at the final path, and its temporary file
-  is removed.
+  is removed (by the next download if the process was killed).
 - Two processes downloading the same file serialise on a lock file (``.<name>.lock`` next to it);
   the second one then finds the finished, verified file and does not download again.
 - A file already at the final path is verified (size, then SHA-256) before it is used; a corrupt
@@ -273,6 +273,7 @@ def ensure_checkpoint(spec: ModelSpec, folder: Path, url: Optional[str] = None,
             stack.enter_context(_file_lock(folder / f".{spec.filename}.lock"))
         except OSError as exc:
             raise _save_error(exc, spec, final) from exc
+        _remove_stale_parts(folder, spec)
         # Another process may have finished (or replaced) the file while we waited for the lock.
         problem = _check_existing(final, spec)
         if problem is None:
@@ -296,6 +297,15 @@ def ensure_checkpoint(spec: ModelSpec, folder: Path, url: Optional[str] = None,
             raise CheckpointError(f"{exc}{removed}") from exc
         _VERIFIED.add(_state(final))
         return final
+
+
+def _remove_stale_parts(folder: Path, spec: ModelSpec) -> None:
+    """Delete temporary files left by a download that was killed (called with the lock held, so
+    no live download of this checkpoint owns them)."""
+    for part in folder.glob(f".{spec.filename}.*.part"):
+        with contextlib.suppress(OSError):
+            part.unlink()
+            logger.info("Removed %s, left by an interrupted download", part)
 
 
 _VERIFIED: set = set()

@@ -389,3 +389,47 @@ def test_two_processes_download_once(server, tmp_path):
     assert min(o[2] for o in outcomes) >= 0.5
     assert (tmp_path / SPEC.filename).read_bytes() == PAYLOAD
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_corrupt_download_is_caught_before_torch_loads_it(tmp_path, monkeypatch):
+    """Through the model session: a corrupt weights/ file never reaches torch.load."""
+    import torch
+
+    from infer_segment_anything_2.engine.session import ModelKey, Sam2Session
+
+    spec = MODELS["sam2.1_hiera_tiny"]
+    (tmp_path / spec.filename).write_bytes(b"PK\x03\x04 half a checkpoint")
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("torch.load was called on an unverified checkpoint")
+
+    monkeypatch.setattr(torch, "load", must_not_load)
+    with pytest.raises(CheckpointError) as info:
+        Sam2Session(tmp_path).load(ModelKey("sam2.1_hiera_tiny"))
+    message = str(info.value)
+    assert "corrupt" in message and "was removed" in message and "offline" in message
+    assert str(tmp_path / spec.filename) in message and spec.url in message
+    assert not (tmp_path / spec.filename).exists()
+
+
+def _download_forever(folder, url):
+    """Child process: download from a server that stalls (killed by the parent meanwhile)."""
+    ensure_checkpoint(SPEC, Path(folder), url=url, timeout=60)
+
+
+def test_killed_download_leaves_nothing_and_is_cleaned_up(server, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_download_forever, args=(str(tmp_path), server.url("stall-body")))
+    child.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+            assert time.monotonic() < deadline and child.is_alive(), "the download never started"
+            time.sleep(0.05)
+    finally:
+        child.kill()  # SIGKILL: no cleanup code runs in the child
+        child.join(10)
+    assert not (tmp_path / SPEC.filename).exists()
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the crash's leftover
+    assert ensure_checkpoint(SPEC, tmp_path, url=server.url("good")).read_bytes() == PAYLOAD
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
