@@ -150,16 +150,16 @@ def test_pickle_payload_does_not_run(tmp_path, how, blank_tiny):
 
 
 def test_every_torch_load_in_the_plugin_is_weights_only():
-    """Static guard: a future torch.load without weights_only=True would reopen the hole."""
+    """Static guard: a future torch.load without weights_only=True would reopen the hole.
+    (Tests are left out: this file loads its own payloads unsafely on purpose.)"""
     import re
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    sources = [p for p in repo.rglob("*.py") if ".venv" not in p.parts and p.name != __file__]
+    sources = [p for p in repo.rglob("*.py")
+               if not {".venv", "tests", "outputs"} & set(p.relative_to(repo).parts)]
     calls = []
     for source in sources:
-        if source.resolve() == Path(__file__).resolve():
-            continue
         text = source.read_text(encoding="utf-8", errors="replace")
         for match in re.finditer(r"torch\.load\(([^()]|\([^()]*\))*\)", text):
             calls.append((source.name, match.group(0)))
