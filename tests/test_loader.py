@@ -166,3 +166,17 @@ def test_every_torch_load_in_the_plugin_is_weights_only():
     assert any(name == "loader.py" for name, _ in calls)
     for name, call in calls:
         assert "weights_only=True" in call, f"{name}: {call}"
+
+
+def test_task_reports_a_bad_model_weight_file(tmp_path):
+    """Through Ikomia: the run fails with the file and the expected model in the message."""
+    from conftest import make_task, synthetic_image
+
+    path = tmp_path / "notes.txt"
+    path.write_text("these are not weights\n")
+    wf, task = make_task(model_name="sam2.1_hiera_tiny", model_weight_file=path,
+                         input_point="[[5,5]]")
+    with pytest.raises(Exception) as info:
+        wf.run_on(array=synthetic_image(32, 32))
+    message = str(info.value)
+    assert "CheckpointError" in message and str(path) in message and TINY.name in message
