@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PLUGIN := infer_segment_anything_2
 IKOMIA_PLUGINS := $(HOME)/Ikomia/Plugins/Python
 IMAGE ?=
+MODEL_NAME ?=
 MODEL_WEIGHT_FILE ?=
 PYTEST_ARGS ?=
 
@@ -26,7 +27,7 @@ link:
 
 demo: venv link
 	IKOMIA_AUTO_COMPLETION=0 $(PY) scripts/demo.py --image "$(IMAGE)" \
-		--model-weight-file "$(MODEL_WEIGHT_FILE)" --out outputs
+		--model-name "$(MODEL_NAME)" --model-weight-file "$(MODEL_WEIGHT_FILE)" --out outputs
 
 # The tests link the checkout into a temporary Ikomia root of their own (tests/conftest.py).
 test: venv

@@ -62,7 +62,19 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self._stop_requested = False
 
     def get_progress_steps(self) -> int:
-        return 1
+        """Automatic mode: one step per decoder batch of points over all crops, plus one for the
+        outputs; prompt mode: 1. Known from the parameters alone (called before ``run``)."""
+        from .engine.automatic import count_steps
+
+        try:
+            values = self.get_param_object().parsed()
+            prompt = parse_prompt(values["input_point"], values["input_point_label"],
+                                  values["input_box"])
+            if not prompt.is_empty or not self._graphics_prompt().is_empty:
+                return 1
+            return count_steps(_automatic_params(values)) + 1
+        except Exception:  # bad parameters: run() reports them
+            return 1
 
     def set_parameters(self, params) -> None:
         """As Ikomia's, but a key that is not a parameter is an error instead of being ignored."""
@@ -75,6 +87,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         super().set_parameters({k: str(v) for k, v in dict(params).items()})
 
     def stop(self) -> None:
+        """Ask a running ``run`` to end: automatic mode polls the flag between decoder chunks and
+        image-encoder blocks, so it ends within one chunk and leaves no outputs."""
         super().stop()
         self._stop_requested = True
 
@@ -97,7 +111,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
             elif kind in (core.GraphicsItem.POLYGON, core.GraphicsItem.POLYLINE):
                 xy = np.array([[p.x, p.y] for p in item.points], np.float32)
                 if len(xy):
-                    boxes.append([*xy.min(axis=0), *xy.max(axis=0)])
+                    boxes.append([float(v) for v in (*xy.min(axis=0), *xy.max(axis=0))])
             elif kind == core.GraphicsItem.COMPLEX_POLYGON:
                 x, y, w, h = item.get_bounding_rect()
                 boxes.append([x, y, x + w, y + h])
@@ -161,7 +175,20 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
         scale = values["input_size_percent"] / 100.0
         if prompt.is_empty:
-            seg = self.session.segment_automatic(image, _automatic_params(values), scale)
+            from .engine.automatic import GenerationCancelled
+
+            # last_automatic_result: the Segmentation of the latest automatic run (masks, boxes,
+            # predicted IoU, stability scores), None while running and after a stop
+            self.last_automatic_result = None
+            try:
+                seg = self.session.segment_automatic(
+                    image, _automatic_params(values), scale,
+                    on_batch=lambda done, total: self.emit_step_progress(),
+                    should_stop=lambda: self._stop_requested)
+            except GenerationCancelled:
+                seg = None
+            if not self._stop_requested:
+                self.last_automatic_result = seg
         else:
             seg = self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
                                               values["mask_threshold"])
