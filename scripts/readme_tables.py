@@ -1,0 +1,92 @@
+"""Write the README's model and parameter tables from the engine's tables.
+
+``python scripts/readme_tables.py`` rewrites the blocks between ``<!-- models:begin -->`` /
+``<!-- models:end -->`` and ``<!-- parameters:begin -->`` / ``<!-- parameters:end -->``;
+``--check`` exits 1 when the README is out of date (tests/test_readme.py runs it).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+
+def _load_engine():
+    """Import ``engine`` as a package without importing the Ikomia plugin around it."""
+    if "sam2_plugin_engine" in sys.modules:
+        return sys.modules["sam2_plugin_engine"]
+    spec = importlib.util.spec_from_file_location(
+        "sam2_plugin_engine", REPO / "engine" / "__init__.py",
+        submodule_search_locations=[str(REPO / "engine")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sam2_plugin_engine"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def models_table() -> str:
+    _load_engine()
+    from sam2_plugin_engine.models import DEFAULT_MODEL, MODELS
+
+    rows = ["| model_name | parameters | download | config in the sam2 package |",
+            "|---|---|---|---|"]
+    for m in MODELS.values():
+        name = f"`{m.name}`" + (" (default)" if m.name == DEFAULT_MODEL else "")
+        rows.append(f"| {name} | {m.params_m} M | [{m.size / 1e6:.0f} MB]({m.url}) | "
+                    f"`{m.config}` |")
+    return "\n".join(rows)
+
+
+def parameters_table() -> str:
+    _load_engine()
+    from sam2_plugin_engine.parameters import PARAMETERS
+
+    kinds = {"bool": "bool", "int": "int", "float": "float", "str": "str", "choice": "str",
+             "prompt": "str"}
+    rows = ["| parameter | type | default | meaning | accepted values |", "|---|---|---|---|---|"]
+    group = None
+    for p in PARAMETERS.values():
+        if p.group != group:
+            group = p.group
+            rows.append(f"| **{group}** | | | | |")
+        default = "CUDA available" if callable(p.default) else repr(p.default_value()) \
+            if p.kind in ("str", "prompt", "choice") else str(p.default_value())
+        if p.key == "crop_overlap_ratio":
+            default = "512/1500"
+        accepted = "see the model table" if p.key == "model_name" else p.expected()
+        rows.append(f"| `{p.key}` | {kinds[p.kind]} | {default} | {p.help} | {accepted} |")
+    return "\n".join(rows)
+
+
+def render(text: str) -> str:
+    for name, table in (("models", models_table()), ("parameters", parameters_table())):
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only check, write nothing")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print("README.md tables are out of date: run python scripts/readme_tables.py")
+            return 1
+        return 0
+    README.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
