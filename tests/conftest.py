@@ -28,7 +28,22 @@ PLUGINS_DIR.mkdir(parents=True)
 (PLUGINS_DIR / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
 sys.path.insert(0, str(PLUGINS_DIR))
 
+import socket  # noqa: E402
+
 import torch  # noqa: E402
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only_getaddrinfo(host, *args, **kwargs):
+    """Host names other than the loopback do not resolve, as on an offline machine: no test can
+    reach the internet, whatever it calls."""
+    if host not in ("127.0.0.1", "localhost", "::1", None):
+        raise socket.gaierror(socket.EAI_NONAME, f"no internet in tests ({host})")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only_getaddrinfo
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 

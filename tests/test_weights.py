@@ -37,19 +37,6 @@ STALL_LIMIT = 5.0  # a stalling handler gives up after this long, or at teardown
 # ---------------------------------------------------------------------------------------------
 # No internet, a local server
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def no_internet(monkeypatch):
-    """Host names other than the loopback do not resolve: what an offline machine sees."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise socket.gaierror(socket.EAI_NONAME, f"no internet in tests ({host})")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep the test output clean
         pass
