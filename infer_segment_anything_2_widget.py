@@ -233,8 +233,8 @@ class InferSegmentAnything2Widget(core.CWorkflowTaskWidget):
     def _browse(self, key: str) -> None:
         edit = self.controls[key]
         start = str(Path(edit.text()).expanduser().parent) if edit.text() else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self.main_layout.parentWidget(), "Choose a checkpoint",
-                                              start, FILE_KEYS[key])
+        path, _ = QFileDialog.getOpenFileName(self.qwidget(), "Choose a checkpoint", start,
+                                              FILE_KEYS[key])
         if path:
             edit.setText(path)
 

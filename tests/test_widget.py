@@ -244,6 +244,31 @@ def _scenario_draw_tools(app, config):
             "rectangle": str(core.GraphicsShape.RECTANGLE)}
 
 
+def _scenario_browse(app, config):
+    from infer_segment_anything_2 import infer_segment_anything_2_widget as module
+
+    calls, answers = [], [(config["checkpoint"], "PyTorch checkpoint (*.pt *.pth)"), ("", "")]
+
+    class FakeDialog:  # the modal file dialog cannot be clicked offscreen: answer for the user
+        @staticmethod
+        def getOpenFileName(parent, caption, start, filters):
+            calls.append([caption, start, filters])
+            return answers[len(calls) - 1]
+
+    real, module.QFileDialog = module.QFileDialog, FakeDialog
+    try:
+        widget = _new_widget()
+        texts = []
+        for _ in answers:  # a file chosen, then the dialog cancelled
+            widget.browse_buttons["model_weight_file"].click()
+            texts.append(widget.controls["model_weight_file"].text())
+        _press_apply(app, widget)
+    finally:
+        module.QFileDialog = real
+    return {"calls": calls, "texts": texts, "home": os.environ["HOME"],
+            "sent": widget.sent[0].values["model_weight_file"] if widget.sent else None}
+
+
 def _scenario_no_reload(app, config):
     """Studio's loop: Apply hands the parameters to the task, then the task runs."""
     import cv2
@@ -303,6 +328,7 @@ _SCENARIOS = {
     "untouched_apply": _scenario_untouched_apply,
     "parameters_changed": _scenario_parameters_changed,
     "draw_tools": _scenario_draw_tools,
+    "browse": _scenario_browse,
     "no_reload": _scenario_no_reload,
 }
 
@@ -476,6 +502,16 @@ def test_drawing_buttons_pick_the_studio_tool_and_category(report):
     assert calls[0][1].lower() not in BACKGROUND_CATEGORIES
     assert calls[2][1].lower() in BACKGROUND_CATEGORIES
     assert calls[4][1].lower() not in BACKGROUND_CATEGORIES
+
+
+def test_browse_button_fills_the_checkpoint_field(report, tiny_checkpoint):
+    r = _ok(report, "browse")
+    path = str(tiny_checkpoint)
+    assert r["texts"] == [path, path]  # chosen, then kept when the dialog is cancelled
+    assert r["calls"][0][1] == r["home"]  # empty field: starts in the home folder
+    assert r["calls"][1][1] == str(tiny_checkpoint.parent)  # then where the file is
+    assert "*.pt" in r["calls"][0][2]
+    assert r["sent"] == path
 
 
 def test_only_a_model_parameter_reloads_the_model(report):

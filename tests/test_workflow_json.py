@@ -1,4 +1,6 @@
-"""What an Ikomia user meets besides the API call: workflow JSON files and the HUB test.
+"""What an Ikomia user meets besides the API call: factory info, workflow JSON, the HUB test.
+
+- The factory's ``info`` (what Studio and the HUB show) is complete and its icon exists.
 
 - A workflow containing the task saves to JSON and loads back with the same parameter strings,
   and the loaded workflow runs.
@@ -8,16 +10,59 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import PLUGIN_NAME, SHARED_IMAGES, make_task
+from conftest import PLUGIN_NAME, REPO, SHARED_IMAGES, make_task
 from infer_segment_anything_2.engine.parameters import PARAMETERS, default_values, parse_values
 
 PROMPTS = {"input_point": "[[60,50],[200,120]]", "input_point_label": "[1,0]",
            "input_box": "[[20,30,180,200]]"}
+
+
+def test_factory_info_is_complete():
+    from ikomia import core
+    from infer_segment_anything_2.infer_segment_anything_2_process import \
+        InferSegmentAnything2Factory
+
+    info = InferSegmentAnything2Factory().info
+    assert info.name == PLUGIN_NAME
+    assert info.path == "Plugins/Python/Segmentation"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", info.version)
+    assert info.short_description and len(info.description) > len(info.short_description)
+    assert info.authors.startswith("Ravi, Nikhila") and "Feichtenhofer" in info.authors
+    assert info.article == "SAM 2: Segment Anything in Images and Videos"
+    assert info.year == 2024 and "2408.00714" in info.article_url
+    assert info.license == "Apache-2.0"
+    for link in (info.repository, info.original_repository, info.documentation_link):
+        assert link.startswith("https://github.com/")
+    assert "SAM" in info.keywords
+    assert info.algo_type == core.AlgoType.INFER
+    assert set(info.algo_tasks.split(",")) == {"SEMANTIC_SEGMENTATION", "INSTANCE_SEGMENTATION"}
+    assert info.min_ikomia_version == "0.16.0"
+    assert re.fullmatch(r"3\.\d+(\.\d+)?", info.min_python_version)
+    hw = info.hardware_config
+    assert hw.min_cpu >= 1 and hw.min_ram >= 3 and not hw.gpu_required and hw.min_vram >= 1
+
+    icon = cv2.imread(str(REPO / info.icon_path), cv2.IMREAD_UNCHANGED)
+    assert icon is not None and icon.shape[2] == 4  # PNG with transparency
+    assert icon.shape[0] == icon.shape[1] <= 256
+    assert (REPO / info.icon_path).stat().st_size < 32_000
+
+
+def test_icon_is_the_one_the_script_draws():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_icon", REPO / "scripts" / "make_icon.py")
+    make_icon = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_icon)
+    committed = cv2.imread(str(REPO / "icons" / "icon.png"), cv2.IMREAD_UNCHANGED)
+    drawn = make_icon.draw(committed.shape[0])
+    assert drawn.shape == committed.shape
+    assert np.abs(drawn.astype(int) - committed.astype(int)).mean() < 1.0
 
 
 def non_default_values(checkpoint) -> dict:
