@@ -5,6 +5,8 @@ cannot interfere with the other tests. The child inherits the test environment (
 temporary Ikomia root where conftest linked the plugin), runs every scenario below, and prints
 what it observed as JSON; the tests here check those observations.
 
+Like the parent, the child cannot resolve any host but the loopback (no network).
+
 The Apply button pressed is Ikomia's own (the C++ ``CWorkflowTaskWidget`` calls our ``on_apply``).
 What Studio does with ``emit_apply`` (hand the parameters to the task) is recorded by replacing
 ``emit_apply`` on the instance, except in the last scenario, which uses the real one.
@@ -24,7 +26,21 @@ MARK = "WIDGET-REPORT:"
 # =============================================================================================
 # Child process
 # =============================================================================================
+def _offline() -> None:
+    """As in conftest (which the child does not import): only the loopback resolves."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            raise socket.gaierror(socket.EAI_NONAME, f"no internet in tests ({host})")
+        return real(host, *args, **kwargs)
+    socket.getaddrinfo = loopback_only
+
+
 def _child(config: dict) -> dict:
+    _offline()
     plugins = Path(os.environ["HOME"]) / "Ikomia" / "Plugins" / "Python"
     sys.path.insert(0, str(plugins))
     import ikomia  # noqa: F401  (first, so PyQt6 binds to ikomia's Qt)
@@ -96,8 +112,14 @@ def _scenario_build(app, config):
         after_one = section.body.isVisibleTo(widget.qwidget())
         section.toggle.click()
         collapse[group] = [before, after_one, section.body.isVisibleTo(widget.qwidget())]
+    import socket
+    try:
+        socket.getaddrinfo("github.com", 443)
+        offline = False
+    except socket.gaierror:
+        offline = True
     return {
-        "home": os.environ["HOME"], "module": module.__file__,
+        "home": os.environ["HOME"], "module": module.__file__, "offline": offline,
         "widget_factory_name": InferSegmentAnything2WidgetFactory().name,
         "task_factory_name": InferSegmentAnything2Factory().info.name,
         "keys": list(widget.controls),
@@ -373,6 +395,7 @@ def test_child_uses_the_private_ikomia_root(report):
     assert r["home"] == os.environ["HOME"]  # conftest's temporary HOME, not the real one
     plugin_dir = Path(r["home"]) / "Ikomia" / "Plugins" / "Python" / "infer_segment_anything_2"
     assert Path(r["module"]).parent == plugin_dir
+    assert r["offline"]
 
 
 def test_every_parameter_has_a_control_in_its_section(report):
