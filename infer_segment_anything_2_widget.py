@@ -27,7 +27,7 @@ from .engine.parameters import PARAMETERS, ParameterError, ParamSpec
 from .engine.prompts import PromptError, parse_prompt
 from .infer_segment_anything_2_process import InferSegmentAnything2Param
 
-GROUPS = ("General", "Prompt", "Automatic")
+GROUPS = tuple(dict.fromkeys(p.group for p in PARAMETERS.values()))  # table order
 FILE_KEYS = {"model_weight_file": "PyTorch checkpoint (*.pt *.pth);;All files (*)"}
 ERROR_STYLE = "color: #c62828;"
 FOREGROUND_CATEGORY = "foreground"
