@@ -269,6 +269,9 @@ class _Run:
         crop = image[y0:y1, x0:x1]
         ch, cw = crop.shape[:2]
         self.check_stop()
+        if amg.points_per_side_of_layer(p.points_per_side, layer,
+                                        p.crop_n_points_downscale_factor) == 0:
+            return None
         emb = encode_image(model, crop, device_choice=self.choice)
         fast = PointDecoder(model, emb.image_embed, emb.high_res_feats) if self.fast else None
         n_side = amg.points_per_side_of_layer(p.points_per_side, layer,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .automatic import AutomaticParams, generate_with_meta
+from .automatic import AutomaticParams, ProgressCallback, StopCheck, generate
 from .loader import DeviceChoice, build_model, select_device
 from .models import get_model_spec
 from .predictor import PromptPredictor
@@ -81,7 +81,13 @@ class Sam2Session:
         self.predictor.set_image(image, scale)
         return self.predictor.predict(prompt, multimask, mask_threshold)
 
-    def segment_automatic(self, image: np.ndarray, params: AutomaticParams,
-                          scale: float = 1.0) -> Segmentation:
-        """Automatic mode on an HWC RGB uint8 image."""
-        return generate_with_meta(self.model, image, params, scale, self.device_choice)
+    def segment_automatic(self, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
+                          on_batch: Optional[ProgressCallback] = None,
+                          should_stop: Optional[StopCheck] = None) -> Segmentation:
+        """Automatic mode on an HWC RGB uint8 image (:func:`engine.automatic.generate`).
+
+        ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true
+        the run ends with :class:`engine.automatic.GenerationCancelled`.
+        """
+        return generate(self.model, image, params, scale, self.device_choice,
+                        on_batch=on_batch, should_stop=should_stop)

@@ -1,0 +1,219 @@
+"""Automatic mode: Meta's ``SAM2AutomaticMaskGenerator`` against ours (``engine.automatic``).
+
+One command runs the whole matrix (images x models x decoder modes x generators). Each
+measurement runs in a fresh child process of this script, so that peak RSS is the generator's own
+(the kernel's high-water mark, reset after the model is loaded: ``/proc/self/clear_refs``) and not
+a leftover of the previous measurement; the child saves its masks (bit-packed) and the parent
+compares them. Wall time covers the whole ``generate`` call (image encoding included).
+
+Decoder modes:
+  random   the model's own decoder, random weights (seed 0): the real decoder cost; with the
+           default thresholds few or no masks survive, so agreement is checked on few masks
+  standin  the stand-in prompt encoder/decoder of ``tests/standin.py`` (known discs, real image
+           encoder): many masks, so agreement is meaningful; post-processing dominates
+
+Usage (from the repository root):
+  .venv/bin/python benchmarks/bench_automatic.py                    # full matrix
+  .venv/bin/python benchmarks/bench_automatic.py --models sam2.1_hiera_tiny --images truck \\
+      --modes standin --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO.parent / "shared" / "images"
+PLUGIN = "infer_segment_anything_2"
+
+
+def _import_engine():
+    """Import the plugin package by name through a temporary link to this checkout."""
+    link_dir = Path(tempfile.gettempdir()) / "sam2-bench-plugins"
+    link_dir.mkdir(exist_ok=True)
+    link = link_dir / PLUGIN
+    if not link.exists():
+        try:
+            link.symlink_to(REPO, target_is_directory=True)
+        except FileExistsError:
+            pass
+    sys.path.insert(0, str(link_dir))
+    sys.path.insert(0, str(REPO / "tests"))
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def worker(args) -> None:
+    """Child: load, reset the RSS high-water mark, generate once, report and save the masks."""
+    _import_engine()
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate, \
+        generate_with_meta
+    from infer_segment_anything_2.engine.loader import build_model
+    from infer_segment_anything_2.engine.models import get_model_spec
+
+    torch.manual_seed(0)
+    model = build_model(get_model_spec(args.model), None)
+    if args.mode == "standin":
+        import standin
+
+        standin.install(model, image_encoder=False)
+    image = cv2.cvtColor(cv2.imread(str(IMAGES / f"{args.image}.jpg")), cv2.COLOR_BGR2RGB)
+    params = AutomaticParams(points_per_side=args.points)
+    fn = generate_with_meta if args.generator == "meta" else generate
+    import gc
+
+    gc.collect()
+    base = _rss_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    t0 = time.perf_counter()
+    seg = fn(model, image, params)
+    wall = time.perf_counter() - t0
+    peak = _rss_kib("VmHWM")
+    np.savez_compressed(args.save, masks=np.packbits(seg.masks, axis=-1), shape=seg.masks.shape,
+                        scores=seg.scores, stability=seg.stability)
+    print(json.dumps({"wall_s": wall, "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
+                      "peak_above_base_mib": (peak - base) / 1024, "hwm_reset": reset,
+                      "n_masks": len(seg)}))
+
+
+def _load(path: Path):
+    data = np.load(path)
+    shape = tuple(data["shape"])
+    masks = np.unpackbits(data["masks"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
+    return masks, data["scores"]
+
+
+def agreement(ours_path: Path, meta_path: Path) -> dict:
+    """Greedy one-to-one matching by IoU of our masks to Meta's."""
+    ours, _ = _load(ours_path)
+    meta, _ = _load(meta_path)
+    out = {"n_ours": len(ours), "n_meta": len(meta)}
+    if len(meta) == 0 or len(ours) == 0:
+        out.update(min_iou=None, mean_iou=None, matched=0)
+        return out
+    a = ours.reshape(len(ours), -1)
+    b = meta.reshape(len(meta), -1)
+    inter = a.astype(np.float32) @ b.T.astype(np.float32)
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    ious = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    matched, free = [], set(range(len(ours)))
+    for j in np.argsort(-ious.max(axis=0)):
+        if not free:
+            break
+        i = max(free, key=lambda k: ious[k, j])
+        matched.append(ious[i, j])
+        free.discard(i)
+    out.update(min_iou=float(min(matched)), mean_iou=float(np.mean(matched)),
+               matched=int(sum(m > 0.98 for m in matched)))
+    return out
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "torch": torch.__version__, "load_avg": os.getloadavg()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", nargs="+", default=["truck", "cars"])
+    ap.add_argument("--models", nargs="+", default=["sam2.1_hiera_tiny", "sam2.1_hiera_small"])
+    ap.add_argument("--modes", nargs="+", default=["standin", "random"])
+    ap.add_argument("--points", type=int, default=32, help="points_per_side (default 32)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--generators", nargs="+", default=["ours", "meta"])
+    ap.add_argument("--json", type=Path, help="write all results to this file")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--image", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--generator", help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        if args.threads <= 0:
+            import torch
+
+            args.threads = torch.get_num_threads()
+        worker(args)
+        return
+
+    info = machine()
+    print(f"# machine: nproc={info['nproc']} cpu={info['cpu']!r} torch={info['torch']} "
+          f"threads={args.threads or 'default'} load={info['load_avg']}", flush=True)
+    print(f"# points_per_side={args.points}, other parameters at their defaults", flush=True)
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-auto-"))
+    for image in args.images:
+        for model in args.models:
+            for mode in args.modes:
+                row = {"image": image, "model": model, "mode": mode}
+                for gen in args.generators:
+                    save = tmp / f"{image}-{model}-{mode}-{gen}.npz"
+                    cmd = [sys.executable, __file__, "--worker", "--model", model, "--image",
+                           image, "--mode", mode, "--generator", gen, "--save", str(save),
+                           "--points", str(args.points), "--threads", str(args.threads)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                    if proc.returncode != 0 or not lines:
+                        row[gen] = {"error": (proc.stderr or proc.stdout)[-2000:]}
+                        print(f"{image} {model} {mode} {gen}: FAILED\n{row[gen]['error']}",
+                              flush=True)
+                        continue
+                    row[gen] = json.loads(lines[-1])
+                    r = row[gen]
+                    print(f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s  "
+                          f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f}"
+                          f" over loaded)  masks {r['n_masks']}", flush=True)
+                if all(g in row and "error" not in row[g] for g in ("ours", "meta")):
+                    o, m = row["ours"], row["meta"]
+                    row["speedup"] = m["wall_s"] / o["wall_s"]
+                    row["peak_ratio"] = o["peak_above_base_mib"] / max(m["peak_above_base_mib"],
+                                                                       1e-9)
+                    row["agreement"] = agreement(tmp / f"{image}-{model}-{mode}-ours.npz",
+                                                 tmp / f"{image}-{model}-{mode}-meta.npz")
+                    a = row["agreement"]
+                    print(f"  -> speed-up x{row['speedup']:.1f}, peak memory above loaded model: "
+                          f"ours/meta = {row['peak_ratio']:.2f}; masks ours {a['n_ours']} meta "
+                          f"{a['n_meta']}, matched IoU>0.98: {a['matched']}, min IoU "
+                          f"{a['min_iou']}", flush=True)
+                results.append(row)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

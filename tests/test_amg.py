@@ -1,0 +1,190 @@
+"""Pure helpers of automatic mode against Meta's ``sam2.utils.amg``; the reordered decoder against
+the model's own decoder; COCO RLE against Meta's RLE and (when installed) pycocotools."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from infer_segment_anything_2.engine import amg, coco
+from sam2.utils import amg as meta_amg
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 32])
+def test_point_grid_equals_meta(n):
+    np.testing.assert_array_equal(amg.point_grid(n), meta_amg.build_point_grid(n))
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 3000), w=st.integers(1, 3000), layers=st.integers(0, 3),
+       overlap=st.floats(0, 0.99, allow_subnormal=False))
+def test_crop_boxes_equal_meta(h, w, layers, overlap):
+    ours = amg.crop_boxes((h, w), layers, overlap)
+    boxes, layer_idx = meta_amg.generate_crop_boxes((h, w), layers, overlap)
+    assert [b for b, _ in ours] == boxes
+    assert [l for _, l in ours] == layer_idx
+
+
+@settings(max_examples=30, deadline=None)
+@given(pps=st.integers(1, 64), ppb=st.integers(1, 200), layers=st.integers(0, 3),
+       down=st.integers(1, 4))
+def test_count_point_batches(pps, ppb, layers, down):
+    if pps // (down ** layers) == 0:  # Meta's grids divide by zero; we skip such a layer
+        deepest = amg.count_point_batches(pps, ppb, layers - 1, down) if layers else 0
+        assert amg.count_point_batches(pps, ppb, layers, down) == deepest
+        return
+    grids = meta_amg.build_all_layer_point_grids(pps, layers, down)
+    expected = sum((4 ** i) * -(-len(g) // ppb) for i, g in enumerate(grids))
+    assert amg.count_point_batches(pps, ppb, layers, down) == expected
+
+
+def test_stability_equals_meta():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 37, 53, generator=gen) * 3
+    logits[5] = -10  # empty: NaN in both
+    for t, off in [(0.0, 1.0), (0.5, 0.25), (-1.0, 2.0)]:
+        ours = amg.stability_score(logits, t, off)
+        ref = meta_amg.calculate_stability_score(logits, t, off)
+        torch.testing.assert_close(ours, ref, equal_nan=True, rtol=0, atol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(masks=arrays(np.bool_, st.tuples(st.integers(1, 4), st.integers(1, 12),
+                                        st.integers(1, 12))))
+def test_boxes_inclusive_equal_meta(masks):
+    t = torch.from_numpy(masks)
+    assert torch.equal(amg.boxes_inclusive(t), meta_amg.batched_mask_to_box(t))
+
+
+def test_near_crop_edge_equals_meta():
+    gen = torch.Generator().manual_seed(1)
+    boxes = torch.randint(0, 300, (200, 4), generator=gen)
+    boxes[:, 2:] = boxes[:, :2] + torch.randint(0, 200, (200, 2), generator=gen)
+    for crop in ([0, 0, 500, 400], [100, 50, 400, 400], [0, 120, 260, 400]):
+        ours = amg.near_crop_edge(boxes, crop, [0, 0, 500, 400])
+        assert torch.equal(ours, meta_amg.is_box_near_crop_edge(boxes, crop, [0, 0, 500, 400]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(mask=arrays(np.bool_, st.tuples(st.integers(1, 20), st.integers(1, 20))),
+       area=st.integers(0, 40), mode=st.sampled_from(["holes", "islands"]))
+def test_remove_small_regions_equals_meta(mask, area, mode):
+    ours, changed = amg.remove_small_regions(mask, area, mode)
+    ref, ref_changed = meta_amg.remove_small_regions(mask, area, mode)
+    assert changed == ref_changed
+    np.testing.assert_array_equal(ours, ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO RLE
+# ---------------------------------------------------------------------------------------------
+mask_strategy = arrays(np.bool_, st.tuples(st.integers(1, 30), st.integers(1, 30)),
+                       elements=st.booleans())
+
+
+@settings(max_examples=100, deadline=None)
+@given(mask=mask_strategy)
+def test_uncompressed_rle_equals_meta(mask):
+    ours = coco.mask_to_rle(mask)
+    ref = meta_amg.mask_to_rle_pytorch(torch.from_numpy(mask)[None])[0]
+    assert ours == ref
+    np.testing.assert_array_equal(coco.rle_to_mask(ours), meta_amg.rle_to_mask(ref))
+
+
+@settings(max_examples=100, deadline=None)
+@given(mask=mask_strategy)
+def test_compressed_rle_round_trip(mask):
+    rle = coco.mask_to_coco_rle(mask)
+    assert isinstance(rle["counts"], str) and json.loads(json.dumps(rle)) == rle
+    assert coco.decode_counts(rle["counts"]) == coco.mask_to_rle(mask)["counts"]
+    np.testing.assert_array_equal(coco.rle_to_mask(rle), mask)
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(0, 10 ** 7), min_size=0, max_size=12))
+def test_compressed_counts_round_trip(counts):
+    assert coco.decode_counts(coco.encode_counts(counts)) == counts
+
+
+def test_compressed_rle_equals_pycocotools():
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (5, 7), (64, 48), (300, 200)]:
+        for density in (0.0, 0.05, 0.5, 0.97, 1.0):
+            mask = rng.random(shape) < density
+            ref = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            ours = coco.mask_to_coco_rle(mask)
+            assert ours["counts"] == ref["counts"].decode("ascii")
+            assert ours["size"] == list(ref["size"])
+            # also Meta's route: uncompressed RLE -> pycocotools frPyObjects
+            via_meta = meta_amg.coco_encode_rle(coco.mask_to_rle(mask))
+            assert via_meta["counts"] == ours["counts"]
+
+
+def test_instance_json_to_coco():
+    """The instance output's JSON (Ikomia's format: base64 PNG masks) to COCO annotations."""
+    import base64
+
+    import cv2
+
+    mask = np.zeros((30, 40), bool)
+    mask[5:12, 8:20] = True
+    ok, png = cv2.imencode(".png", mask.astype(np.uint8))
+    assert ok
+    text = json.dumps({"detections": [{"id": 3, "label": "mask", "confidence": 0.91,
+                                       "box": {"x": 8, "y": 5, "width": 12, "height": 7},
+                                       "mask": base64.b64encode(png.tobytes()).decode()}]})
+    (ann,) = coco.instance_json_to_coco(text)
+    assert ann["id"] == 3 and ann["area"] == int(mask.sum())
+    assert ann["bbox"] == [8.0, 5.0, 12.0, 7.0]
+    assert ann["score"] == pytest.approx(0.91)
+    np.testing.assert_array_equal(coco.rle_to_mask(ann["segmentation"]), mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reordered decoder
+# ---------------------------------------------------------------------------------------------
+def test_point_decoder_matches_model_decoder(tiny_model):
+    """PointDecoder computes the model's multimask decoder output (to float32 rounding), for
+    several batch sizes, points anywhere in the frame, and the last partial batch."""
+    from infer_segment_anything_2.engine.decoder import PointDecoder, supports
+    from infer_segment_anything_2.engine.predictor import ImageEmbedding
+
+    model = tiny_model
+    assert supports(model)
+    gen = torch.Generator().manual_seed(3)
+    # a random embedding is as good as an encoded image for checking the algebra, and cheaper
+    emb = ImageEmbedding(torch.randn(1, 256, 64, 64, generator=gen),
+                         [torch.randn(1, 32, 256, 256, generator=gen),
+                          torch.randn(1, 64, 128, 128, generator=gen)], (64, 64), (64, 64))
+    fast = PointDecoder(model, emb.image_embed, emb.high_res_feats)
+    for bsz in (1, 5):
+        coords = torch.rand(bsz, 1, 2, generator=gen) * 1024
+        labels = torch.ones(bsz, 1, dtype=torch.int)
+        with torch.no_grad():
+            sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None,
+                                                     masks=None)
+            ref_logits, ref_iou, _, _ = model.sam_mask_decoder(
+                image_embeddings=emb.image_embed,
+                image_pe=model.sam_prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                multimask_output=True, repeat_image=bsz > 1, high_res_features=emb.high_res_feats)
+            logits, iou = fast(sparse)
+        assert logits.shape == ref_logits.shape == (bsz, 3, 256, 256)
+        scale = ref_logits.abs().max().item()
+        assert (logits - ref_logits).abs().max().item() <= 1e-4 * max(scale, 1.0)
+        torch.testing.assert_close(iou, ref_iou, rtol=0, atol=1e-5)
+
+
+def test_point_decoder_not_used_for_other_decoders(tiny_model):
+    from infer_segment_anything_2.engine.decoder import supports
+
+    class Other(torch.nn.Module):
+        pass
+
+    fake = type("M", (), {"sam_mask_decoder": Other()})()
+    assert supports(tiny_model) and not supports(fake)
