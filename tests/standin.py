@@ -50,7 +50,7 @@ def disc_logits(coords: torch.Tensor, size: int = 256):
     g = coords.double() / 4.0  # point in the 256 grid
     gx, gy = g[:, 0:1], g[:, 1:2]
     wave = torch.sin(gx / 17.0) * torch.cos(gy / 23.0)
-    base = torch.tensor([[9.0, 24.0, 48.0]], dtype=torch.float64)
+    base = torch.tensor([[9.0, 24.0, 90.0]], dtype=torch.float64)
     radius = base * (1.0 + 0.35 * wave)  # (B, 3)
     slope = torch.tensor([[6.0, 1.5, 0.6]], dtype=torch.float64) * (
         1.0 + 0.9 * torch.sin(gx * 0.061 + gy * 0.043 + torch.arange(3) * 1.3))
