@@ -78,6 +78,69 @@ def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) 
     return inner / outer
 
 
+class BilinearAxis:
+    """Source rows (or columns) and weights of ``F.interpolate(mode="bilinear",
+    align_corners=False)`` along one axis, computed as PyTorch's CPU kernel does (float32):
+    ``src = (dst + 0.5) * in / out - 0.5`` clamped at 0, ``i1 = min(i0 + 1, in - 1)``."""
+
+    def __init__(self, in_size: int, out_size: int, device=None):
+        scale = torch.tensor(float(in_size), dtype=torch.float32) / out_size
+        dst = torch.arange(out_size, dtype=torch.float32)
+        src = (scale * (dst + 0.5) - 0.5).clamp(min=0.0)
+        self.i0 = src.to(torch.int64).clamp(max=in_size - 1)
+        self.i1 = (self.i0 + 1).clamp(max=in_size - 1)
+        self.w1 = src - self.i0.to(torch.float32)
+        self.w0 = 1.0 - self.w1
+        if device is not None:
+            for name in ("i0", "i1", "w0", "w1"):
+                setattr(self, name, getattr(self, name).to(device))
+
+    def window(self, active: torch.Tensor) -> Tuple[int, int]:
+        """Output range ``[a, b)`` whose source rows include an ``active`` one (``(0, 0)`` if none)."""
+        hit = torch.nonzero(active[self.i0] | active[self.i1])
+        if len(hit) == 0:
+            return 0, 0
+        return int(hit[0, 0]), int(hit[-1, 0]) + 1
+
+
+def stability_and_box(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                      mask_threshold: float, offset: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stability score and inclusive box of one low-resolution mask's *upsampled* logits, without
+    upsampling the whole mask.
+
+    A bilinearly interpolated value is a convex combination of its (up to) four source values, so
+    an output pixel can exceed ``t - offset`` only if one of its source rows and one of its source
+    columns has a value above it. Only the output window spanned by such rows and columns is
+    interpolated (horizontal then vertical, with PyTorch's weights); outside it every pixel is
+    below all three thresholds. Counts are the same as on the full upsampled logits, up to values
+    within float rounding of a threshold.
+
+    Returns:
+        ``stability`` (0-d float32, NaN when nothing exceeds ``t - offset``) and the ``(4,)`` int64
+        box of ``upsampled > mask_threshold`` (zeros when empty).
+    """
+    low = mask_threshold - offset
+    above = logits > low
+    y0, y1 = rows.window(above.any(dim=1))
+    x0, x1 = cols.window(above.any(dim=0))
+    if y1 <= y0 or x1 <= x0:
+        return torch.tensor(float("nan")), torch.zeros(4, dtype=torch.int64)
+    r_lo, r_hi = int(rows.i0[y0]), int(rows.i1[y1 - 1]) + 1
+    c_lo, c_hi = int(cols.i0[x0]), int(cols.i1[x1 - 1]) + 1
+    band = logits[r_lo:r_hi, c_lo:c_hi]
+    ci0, ci1 = cols.i0[x0:x1] - c_lo, cols.i1[x0:x1] - c_lo
+    horiz = cols.w0[x0:x1] * band[:, ci0] + cols.w1[x0:x1] * band[:, ci1]  # (rows, C)
+    ri0, ri1 = rows.i0[y0:y1] - r_lo, rows.i1[y0:y1] - r_lo
+    up = rows.w0[y0:y1, None] * horiz[ri0] + rows.w1[y0:y1, None] * horiz[ri1]
+    inner = (up > mask_threshold + offset).sum(dtype=torch.int32)
+    outer = (up > low).sum(dtype=torch.int32)
+    mask = up > mask_threshold
+    box = boxes_inclusive(mask[None])[0]
+    if bool(mask.any()):
+        box = box + torch.tensor([x0, y0, x0, y0], dtype=torch.int64)
+    return inner / outer, box
+
+
 def boxes_inclusive(masks: torch.Tensor) -> torch.Tensor:
     """``(N, 4)`` int64 XYXY boxes whose right/bottom is the last mask column/row; 0s if empty."""
     n, h, w = masks.shape

@@ -5,9 +5,11 @@
 
 Both return the same masks for the same weights and parameters. Ours gets there with less work:
 
-* each decoder batch is filtered by predicted IoU *before* anything is upsampled, and only the
-  survivors are upsampled (in chunks of :data:`UPSAMPLE_CHUNK`) to compute the stability score,
-  the thresholded mask's box and the crop-edge test exactly as Meta does on full-resolution logits;
+* each decoder batch is filtered by predicted IoU *before* anything is upsampled; the stability
+  score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
+  full-resolution logits of the survivors only: small crops upsample them in chunks of
+  :data:`UPSAMPLE_CHUNK`, large ones interpolate only the window where each mask can be
+  (:func:`engine.amg.stability_and_box`, same counts up to float rounding at a threshold);
 * survivors are kept as their 256x256 low-resolution logits (256 KiB each), never as full-resolution
   masks or run-length encodings; NMS needs only boxes and scores;
 * full-resolution masks are made once, at the end, for the masks that survived NMS, directly at the
@@ -39,6 +41,9 @@ from .results import Segmentation
 logger = logging.getLogger(__name__)
 
 UPSAMPLE_CHUNK = 8  # candidates upsampled to full resolution at once (8 x H x W float32)
+# crops of at least this many pixels get their stability scores from each mask's own window
+# (amg.stability_and_box) rather than from fully upsampled logits: 7x faster at 1200x1800
+WINDOWED_MIN_PIXELS = 512 * 512
 DECODER_CHUNK = 16  # prompts decoded at once: bounds decoder memory and the delay of a stop
 M2M_LOGIT_CLAMP = 32.0  # low-resolution logits are clamped to +-32 before being fed back (m2m)
 
@@ -239,25 +244,46 @@ class _Run:
         keep = iou > p.pred_iou_thresh if p.pred_iou_thresh > 0.0 else torch.ones_like(
             iou, dtype=torch.bool)
         index = torch.nonzero(keep)[:, 0]
-        parts = []
+        if crop_hw[0] * crop_hw[1] >= WINDOWED_MIN_PIXELS:
+            stab, boxes = self._stability_windowed(logits, index, crop_hw)
+        else:
+            stab, boxes = self._stability_upsampled(logits, index, crop_hw)
+        if p.stability_score_thresh > 0.0:
+            ok = stab >= p.stability_score_thresh
+            index, stab, boxes = index[ok], stab[ok], boxes[ok]
+        ok = ~amg.near_crop_edge(boxes, crop_box, [0, 0, image_hw[1], image_hw[0]])
+        index, stab, boxes = index[ok], stab[ok], boxes[ok]
+        if len(index) == 0:
+            return None
+        return _Kept(logits[index].clone(), iou[index], stab, boxes,
+                     torch.full((len(index),), crop_index, dtype=torch.int64))
+
+    def _stability_upsampled(self, logits: torch.Tensor, index: torch.Tensor,
+                             crop_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Stability and inclusive box of ``logits[index]`` upsampled to ``crop_hw``, in chunks."""
+        p = self.params
+        stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
         for start in range(0, len(index), UPSAMPLE_CHUNK):
             idx = index[start:start + UPSAMPLE_CHUNK]
             up = F.interpolate(logits[idx][:, None], crop_hw, mode="bilinear",
                                align_corners=False)[:, 0]
-            stab = amg.stability_score(up, p.mask_threshold, p.stability_score_offset)
-            if p.stability_score_thresh > 0.0:
-                ok = stab >= p.stability_score_thresh
-                idx, up, stab = idx[ok], up[ok], stab[ok]
-            if len(idx) == 0:
-                continue
-            boxes = amg.boxes_inclusive(up > p.mask_threshold)
-            del up
-            ok = ~amg.near_crop_edge(boxes, crop_box, [0, 0, image_hw[1], image_hw[0]])
-            idx, boxes, stab = idx[ok], boxes[ok], stab[ok]
-            if len(idx):
-                parts.append(_Kept(logits[idx].clone(), iou[idx], stab, boxes,
-                                   torch.full((len(idx),), crop_index, dtype=torch.int64)))
-        return _Kept.cat(parts) if parts else None
+            stabs.append(amg.stability_score(up, p.mask_threshold, p.stability_score_offset))
+            boxes.append(amg.boxes_inclusive(up > p.mask_threshold))
+        return torch.cat(stabs), torch.cat(boxes)
+
+    def _stability_windowed(self, logits: torch.Tensor, index: torch.Tensor,
+                            crop_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`_stability_upsampled`, interpolating only each mask's own window."""
+        p = self.params
+        rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
+        cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
+        stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
+        for i in index.tolist():
+            s, b = amg.stability_and_box(logits[i], rows, cols, p.mask_threshold,
+                                         p.stability_score_offset)
+            stabs.append(s.reshape(1))
+            boxes.append(b.reshape(1, 4))
+        return torch.cat(stabs), torch.cat(boxes)
 
     # -- one crop ------------------------------------------------------------------------------
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,

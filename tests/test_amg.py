@@ -52,6 +52,36 @@ def test_stability_equals_meta():
         torch.testing.assert_close(ours, ref, equal_nan=True, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("out_hw", [(700, 900), (300, 257), (256, 256), (90, 1000)])
+def test_windowed_stability_equals_full_upsampling(out_hw):
+    """amg.stability_and_box == stability and box of F.interpolate'd logits (float rounding at a
+    threshold aside): smooth masks, noise, all-negative and all-positive logits."""
+    import sys
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import standin
+
+    gen = torch.Generator().manual_seed(5)
+    discs, _ = standin.disc_logits(torch.rand(8, 2, generator=gen) * 1024)
+    logits = torch.cat([discs.flatten(0, 1), torch.randn(4, 256, 256, generator=gen) * 3,
+                        torch.full((1, 256, 256), -4.0), torch.full((1, 256, 256), 4.0)])
+    rows, cols = amg.BilinearAxis(256, out_hw[0]), amg.BilinearAxis(256, out_hw[1])
+    up = F.interpolate(logits[:, None], out_hw, mode="bilinear", align_corners=False)[:, 0]
+    for t, off in [(0.0, 1.0), (0.4, 0.0), (-1.0, 2.5)]:
+        ref_s = amg.stability_score(up, t, off)
+        ref_b = amg.boxes_inclusive(up > t)
+        for i in range(len(logits)):
+            s, b = amg.stability_and_box(logits[i], rows, cols, t, off)
+            assert torch.equal(b, ref_b[i]), (i, t, off)
+            if torch.isnan(ref_s[i]):
+                assert torch.isnan(s)
+            else:
+                assert abs(float(s) - float(ref_s[i])) <= 2e-6, (i, t, off)
+
+
 @settings(max_examples=60, deadline=None)
 @given(masks=arrays(np.bool_, st.tuples(st.integers(1, 4), st.integers(1, 12),
                                         st.integers(1, 12))))
