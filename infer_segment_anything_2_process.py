@@ -255,8 +255,8 @@ class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
         # random weights of the real architectures (/usr/bin/time -v, ikomia 0.16.1, torch 2.x):
         # prompt mode, 1920x1080 or 4000x3000: tiny 1.6 GiB, small 1.6, base_plus 1.9, large 2.5;
         # automatic mode upsamples each batch of points_per_batch x 3 masks to the image size, so
-        # it grows with the image: tiny, points_per_batch 64: 3.2 GiB at 1920x1080, 10.2 GiB at
-        # 4000x3000 (3.7 GiB there with points_per_batch 16 or input_size_percent 50).
+        # it grows with the image: points_per_batch 64, 1920x1080: 3.2 GiB (tiny and small); tiny,
+        # 4000x3000: 10.2 GiB (3.7 GiB with points_per_batch 16 or input_size_percent 50).
         # 6 GB covers Full-HD images with room for the OS and Studio. 2 cores run it.
         # VRAM could not be measured here (no GPU); Meta publishes no figure. Half-precision
         # peaks reported in facebookresearch/sam2#118 for one 1024x1024 image: 0.46 GB (tiny)
