@@ -9,7 +9,7 @@ from typing import Dict, List
 import numpy as np
 from ikomia import core, dataprocess
 
-from .engine.automatic import AutomaticParams
+from .engine.automatic import AutomaticParams, GenerationCancelled
 from .engine.masks import MAX_LABEL, label_map, paint_order_large_first
 from .engine.images import to_rgb_uint8
 from .engine.parameters import PARAMETERS, MODEL_KEYS, ParameterError, default_values, \
@@ -168,36 +168,35 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self.begin_task_run()
         self._stop_requested = False
         self._clear_outputs()
+        self.last_automatic_result = None  # Segmentation of the latest automatic run
         values = self.get_param_object().parsed()
         image = to_rgb_uint8(self.get_input(0).get_image())
         prompt = self._graphics_prompt().merged(parse_prompt(
             values["input_point"], values["input_point_label"], values["input_box"]))
         self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
-        scale = values["input_size_percent"] / 100.0
-        if prompt.is_empty:
-            from .engine.automatic import GenerationCancelled
-
-            # last_automatic_result: the Segmentation of the latest automatic run (masks, boxes,
-            # predicted IoU, stability scores), None while running and after a stop
-            self.last_automatic_result = None
-            try:
-                seg = self.session.segment_automatic(
-                    image, _automatic_params(values), scale,
-                    on_batch=lambda done, total: self.emit_step_progress(),
-                    should_stop=lambda: self._stop_requested)
-            except GenerationCancelled:
-                seg = None
-            if not self._stop_requested:
-                self.last_automatic_result = seg
-        else:
-            seg = self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
-                                              values["mask_threshold"])
-        if self._stop_requested:
+        try:
+            seg = self._segment(image, prompt, values)
+        except GenerationCancelled:
+            seg = None
+        if self._stop_requested:  # stopped: no outputs, and the workflow's own stop handling
             self._clear_outputs()
-            raise RuntimeError("infer_segment_anything_2: stopped by the user")
-        self._write_outputs(seg, prompt.is_empty, *image.shape[:2])
-        self.emit_step_progress()
+            logger.info("infer_segment_anything_2: stopped by the user, no outputs")
+        else:
+            self._write_outputs(seg, prompt.is_empty, *image.shape[:2])
+            if prompt.is_empty:
+                self.last_automatic_result = seg
+            self.emit_step_progress()
         self.end_task_run()
+
+    def _segment(self, image: np.ndarray, prompt: Prompt, values: Dict) -> Segmentation:
+        scale = values["input_size_percent"] / 100.0
+        if not prompt.is_empty:
+            return self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
+                                               values["mask_threshold"])
+        return self.session.segment_automatic(
+            image, _automatic_params(values), scale,
+            on_batch=lambda done, total: self.emit_step_progress(),
+            should_stop=lambda: self._stop_requested)
 
 
 def _automatic_params(values: Dict) -> AutomaticParams:

@@ -173,8 +173,10 @@ class _Run:
     """State of one :func:`generate` call."""
 
     def __init__(self, model, params: AutomaticParams, choice: DeviceChoice,
-                 on_batch: Optional[ProgressCallback], should_stop: Optional[StopCheck]):
+                 on_batch: Optional[ProgressCallback], should_stop: Optional[StopCheck],
+                 embedding: Optional[ImageEmbedding] = None):
         self.model, self.params, self.choice = model, params, choice
+        self.embedding = embedding  # of the whole (resized) image, reused for crop 0
         self.device = choice.device
         self.on_batch = on_batch
         self.should_stop = should_stop or (lambda: False)
@@ -298,7 +300,9 @@ class _Run:
         if amg.points_per_side_of_layer(p.points_per_side, layer,
                                         p.crop_n_points_downscale_factor) == 0:
             return None
-        emb = encode_image(model, crop, device_choice=self.choice)
+        whole = crop_index == 0 and self.embedding is not None and \
+            self.embedding.input_hw == (ch, cw)
+        emb = self.embedding if whole else encode_image(model, crop, device_choice=self.choice)
         fast = PointDecoder(model, emb.image_embed, emb.high_res_feats) if self.fast else None
         n_side = amg.points_per_side_of_layer(p.points_per_side, layer,
                                               p.crop_n_points_downscale_factor)
@@ -403,7 +407,8 @@ def remove_small_regions(masks: np.ndarray, min_area: int,
 def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
              device_choice: Optional[DeviceChoice] = None,
              on_batch: Optional[ProgressCallback] = None,
-             should_stop: Optional[StopCheck] = None) -> Segmentation:
+             should_stop: Optional[StopCheck] = None,
+             embedding: Optional[ImageEmbedding] = None) -> Segmentation:
     """Masks for the whole image: Meta's automatic mask generator's masks, computed leaner.
 
     Args:
@@ -416,6 +421,8 @@ def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1
             points (``total = count_steps(params)``).
         should_stop: polled between decoder chunks and encoder blocks; when it returns True the
             run stops and :class:`GenerationCancelled` is raised.
+        embedding: the embedding of ``image`` resized by ``scale`` (e.g. the prompt predictor's
+            cached one): used for the whole-image crop instead of encoding it again.
     Returns:
         a :class:`Segmentation` sorted by decreasing area, with predicted IoU as ``scores`` and
         stability scores.
@@ -423,7 +430,7 @@ def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1
     from torchvision.ops import batched_nms, box_area
 
     choice = device_choice or select_device(False)
-    run = _Run(model, params, choice, on_batch, should_stop)
+    run = _Run(model, params, choice, on_batch, should_stop, embedding)
     small = resize_for_input(image, scale)
     model_hw = small.shape[:2]
     out_hw = image.shape[:2]

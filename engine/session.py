@@ -89,5 +89,7 @@ class Sam2Session:
         ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true
         the run ends with :class:`engine.automatic.GenerationCancelled`.
         """
+        self.predictor.set_image(image, scale)  # cached: shared with prompt mode
         return generate(self.model, image, params, scale, self.device_choice,
-                        on_batch=on_batch, should_stop=should_stop)
+                        on_batch=on_batch, should_stop=should_stop,
+                        embedding=self.predictor.embedding)

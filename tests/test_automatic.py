@@ -280,8 +280,10 @@ def test_workflow_stop_then_next_run_works(tiny_checkpoint, image_path):
     thread = threading.Thread(target=stop_later)
     thread.start()
     t0 = time.monotonic()
-    with pytest.raises(Exception):
+    try:  # Ikomia may report the stop as an error of the workflow; the task itself ends cleanly
         wf.run_on(path=str(image_path))
+    except RuntimeError as exc:
+        assert "Stop" in str(exc) or "stop" in str(exc)
     ended = time.monotonic()
     thread.join()
     assert "t" in stopped_at, "the run ended before the stop request"
@@ -293,13 +295,6 @@ def test_workflow_stop_then_next_run_works(tiny_checkpoint, image_path):
     assert task.last_automatic_result is None
 
     task.set_parameters({"points_per_side": "2", "iou_thresh": "0", "stability_score_thresh": "0"})
-    # Ikomia 0.16.1: when the stopped task ends by raising, CWorkflow's own stop flag stays set
-    # and the next wf.run raises "Stop workflow requested (Code 17)" once, before running any
-    # task, which clears the flag. Our task itself is ready at once.
-    try:
-        wf.run_on(path=str(image_path))
-    except RuntimeError as exc:
-        assert "Code 17" in str(exc)
-        wf.run_on(path=str(image_path))
+    wf.run_on(path=str(image_path))  # the very next run works
     assert task.last_automatic_result is not None
     assert task.get_output(4).get_object_count() == len(task.last_automatic_result) > 0
