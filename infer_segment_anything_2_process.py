@@ -12,7 +12,7 @@ from ikomia import core, dataprocess
 from .engine.automatic import AutomaticParams, GenerationCancelled
 from .engine.masks import MAX_LABEL, label_map, paint_order_large_first
 from .engine.images import to_rgb_uint8
-from .engine.parameters import PARAMETERS, MODEL_KEYS, ParameterError, default_values, \
+from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
 from .engine.prompts import Prompt, make_prompt, parse_prompt
 from .engine.results import Segmentation
@@ -59,6 +59,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self.set_param_object(copy.deepcopy(param) if param is not None
                               else InferSegmentAnything2Param())
         self.session = Sam2Session(WEIGHTS_DIR)
+        self.last_automatic_result = None  # Segmentation of the latest automatic run
         self._stop_requested = False
 
     def get_progress_steps(self) -> int:

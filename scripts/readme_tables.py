@@ -10,7 +10,6 @@ import argparse
 import importlib.util
 import re
 import sys
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

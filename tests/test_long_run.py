@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 import itertools
 
-import numpy as np
 
 from conftest import make_task, synthetic_image
 
