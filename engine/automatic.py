@@ -5,6 +5,9 @@
 
 Both return the same masks for the same weights and parameters. Ours gets there with less work:
 
+* the mask decoder's predicted IoU is computed first and only the candidates passing
+  ``pred_iou_thresh`` are upscaled to 256x256 logits (not with ``use_m2m``, where Meta refines
+  every candidate and filters on the refined IoU);
 * each decoder batch is filtered by predicted IoU *before* anything is upsampled; the stability
   score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
   full-resolution logits of the survivors only: small crops upsample them in chunks of
@@ -190,16 +193,28 @@ class _Run:
 
     # -- decoding ------------------------------------------------------------------------------
     def _decode_points(self, emb: ImageEmbedding, fast: Optional[PointDecoder],
-                       coords: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Three candidates per point: logits ``(3B, 256, 256)`` and IoU ``(3B,)``, point-major."""
+                       coords: torch.Tensor, iou_thresh: Optional[float] = None
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Three candidates per point: logits ``(3B, 256, 256)`` and IoU ``(3B,)``, point-major.
+
+        With ``iou_thresh`` (> 0), only the candidates whose predicted IoU is above it, in the
+        same order: :class:`PointDecoder` then upscales only those (the IoU does not depend on
+        the upscaling), so the result equals full decoding followed by Meta's IoU filter.
+        """
         model = self.model
         labels = torch.ones(len(coords), dtype=torch.int, device=self.device)
+        early = iou_thresh is not None and iou_thresh > 0.0
         logits, ious = [], []
         for start in range(0, len(coords), DECODER_CHUNK):
             self.check_stop()
             c = coords[start:start + DECODER_CHUNK, None, :]
             sparse, dense = model.sam_prompt_encoder(
                 points=(c, labels[start:start + DECODER_CHUNK, None]), boxes=None, masks=None)
+            if fast is not None and early:
+                _, low, iou = fast.decode_above(sparse, iou_thresh)
+                logits.append(low.float())
+                ious.append(iou)
+                continue
             if fast is not None:
                 low, iou = fast(sparse)
             else:
@@ -209,8 +224,12 @@ class _Run:
                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                     multimask_output=True, repeat_image=len(c) > 1,
                     high_res_features=emb.high_res_feats)
-            logits.append(low.flatten(0, 1).float())
-            ious.append(iou.flatten(0, 1))
+            low, iou = low.flatten(0, 1).float(), iou.flatten(0, 1)
+            if early:
+                keep = iou > iou_thresh
+                low, iou = low[keep], iou[keep]
+            logits.append(low)
+            ious.append(iou)
         return torch.cat(logits), torch.cat(ious)
 
     def _refine_m2m(self, emb: ImageEmbedding, coords: torch.Tensor,
@@ -316,7 +335,9 @@ class _Run:
             coords[:, 0] = coords[:, 0] / cw
             coords[:, 1] = coords[:, 1] / ch
             coords = coords * model.image_size
-            logits, iou = self._decode_points(emb, fast, coords)
+            # with m2m, Meta refines all candidates and filters on the refined IoU
+            logits, iou = self._decode_points(
+                emb, fast, coords, None if p.use_m2m else p.pred_iou_thresh)
             if p.use_m2m:
                 logits, iou = self._refine_m2m(emb, coords.repeat_interleave(3, dim=0), logits)
             kept = self._filter(logits, iou, crop_box, crop_index, image.shape[:2])

@@ -23,7 +23,7 @@ model's own modules.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -119,8 +119,14 @@ class PointDecoder:
         self.f2 = (f2 + dc2.bias).reshape(1, h * w * 4, 4 * c2)
         self.c1, self.c2 = c1, c2
 
-    def _upscale_and_project(self, keys: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
-        """``hyper @ upscaled(keys)`` as the decoder computes it: ``(B, M, 4h, 4w)`` logits."""
+    def _upscale_and_project(self, keys: torch.Tensor, hyper: torch.Tensor,
+                             prompt: Optional[torch.Tensor] = None,
+                             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``hyper @ upscaled(keys)`` as the decoder computes it: ``(B, M, 4h, 4w)`` logits.
+
+        With ``prompt`` and ``mask`` (``(K,)`` each), only those K (prompt, mask) pairs are put
+        back in raster order: ``(K, 4h, 4w)``.
+        """
         _, ln1, act1, _, act2 = self.dec.output_upscaling
         bsz, n, _ = keys.shape
         h, w = self.hw
@@ -132,6 +138,10 @@ class PointDecoder:
         m = hyper.shape[1]
         out = torch.bmm(up.reshape(bsz, n * 16, self.c2), hyper.transpose(1, 2))  # (B, 16N, M)
         # rows are (y, x, i, j, k, l): pixel (4y + 2i + k, 4x + 2j + l)
+        if prompt is not None:
+            out = out[prompt, :, mask]  # (K, 16N)
+            out = out.reshape(len(prompt), h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
+            return out.reshape(len(prompt), 4 * h, 4 * w)
         out = out.reshape(bsz, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return out.reshape(bsz, m, 4 * h, 4 * w)
 
@@ -192,15 +202,10 @@ class PointDecoder:
                              v_out)
 
     # -- decoding ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def __call__(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Decode B prompts given their sparse embeddings ``(B, P, C)`` (multimask output).
-
-        Returns:
-            low-resolution logits ``(B, 3, 256, 256)`` and predicted IoU ``(B, 3)``, as
-            ``model.sam_mask_decoder(..., multimask_output=True)`` returns them.
-        """
-        t, dec = self.t, self.dec
+    def transformer(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The two-way transformer for B prompts: output tokens ``(B, T, C)``, image tokens
+        ``(B, N, C)``."""
+        t = self.t
         bsz = sparse.shape[0]
         tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(bsz, -1, -1), sparse], dim=1)
         n_tok = tokens.shape[1]
@@ -234,12 +239,53 @@ class PointDecoder:
                                                        q + tokens, keys, kp))
         del kp
         assert q.shape[1] == n_tok
+        return q, keys
 
-        # upscaling and hypernetworks, multimask tokens 1..3 only
-        s = self.s
+    def iou(self, q: torch.Tensor) -> torch.Tensor:
+        """Predicted IoU ``(B, 3)`` of the multimask outputs from the transformer's tokens."""
+        return self.dec.iou_prediction_head(q[:, self.s])[:, 1:]
+
+    def hyper(self, q: torch.Tensor) -> torch.Tensor:
+        """Hypernetwork vectors ``(B, 3, c8)`` of the multimask tokens 1..3."""
+        dec, s = self.dec, self.s
         mask_tokens = q[:, s + 1:s + 1 + dec.num_mask_tokens]
-        hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_tokens[:, i])
-                             for i in range(1, dec.num_mask_tokens)], dim=1)  # (B, 3, c8)
-        logits = self._upscale_and_project(keys, hyper)
-        iou = dec.iou_prediction_head(q[:, s])[:, 1:]
-        return logits, iou
+        return torch.stack([dec.output_hypernetworks_mlps[i](mask_tokens[:, i])
+                            for i in range(1, dec.num_mask_tokens)], dim=1)
+
+    @torch.no_grad()
+    def __call__(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode B prompts given their sparse embeddings ``(B, P, C)`` (multimask output).
+
+        Returns:
+            low-resolution logits ``(B, 3, 256, 256)`` and predicted IoU ``(B, 3)``, as
+            ``model.sam_mask_decoder(..., multimask_output=True)`` returns them.
+        """
+        q, keys = self.transformer(sparse)
+        return self._upscale_and_project(keys, self.hyper(q)), self.iou(q)
+
+    @torch.no_grad()
+    def decode_above(self, sparse: torch.Tensor, iou_thresh: float
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidates whose predicted IoU is above ``iou_thresh``, upscaling only those.
+
+        The predicted IoU comes from the transformer's IoU token alone, so the upscaling
+        (transposed convolutions and hypernetwork products, over half the cost of a prompt) runs
+        only for prompts having at least one candidate above the threshold, and the pixels are
+        put back in raster order only for those candidates.
+
+        Returns:
+            ``index`` ``(K,)`` of the kept candidates in the point-major order of
+            ``__call__``'s outputs flattened (``3 * prompt + mask``), increasing; their
+            logits ``(K, 256, 256)`` and IoU ``(K,)``, equal to ``__call__``'s for them.
+        """
+        q, keys = self.transformer(sparse)
+        iou = self.iou(q).flatten()
+        index = torch.nonzero(iou > iou_thresh)[:, 0]
+        if len(index) == 0:
+            h, w = self.hw
+            return index, iou.new_zeros((0, 4 * h, 4 * w)), iou[index]
+        prompt = index // 3
+        used, local = torch.unique(prompt, return_inverse=True)
+        hyper = self.hyper(q[used])
+        logits = self._upscale_and_project(keys[used], hyper, local, index % 3)
+        return index, logits, iou[index]

@@ -218,3 +218,52 @@ def test_point_decoder_not_used_for_other_decoders(tiny_model):
 
     fake = type("M", (), {"sam_mask_decoder": Other()})()
     assert supports(tiny_model) and not supports(fake)
+
+
+def _random_decoder_inputs(model, bsz, seed):
+    from infer_segment_anything_2.engine.predictor import ImageEmbedding
+
+    gen = torch.Generator().manual_seed(seed)
+    emb = ImageEmbedding(torch.randn(1, 256, 64, 64, generator=gen),
+                         [torch.randn(1, 32, 256, 256, generator=gen),
+                          torch.randn(1, 64, 128, 128, generator=gen)], (64, 64), (64, 64))
+    coords = torch.rand(bsz, 1, 2, generator=gen) * 1024
+    with torch.no_grad():
+        sparse, _ = model.sam_prompt_encoder(points=(coords, torch.ones(bsz, 1, dtype=torch.int)),
+                                             boxes=None, masks=None)
+    return emb, sparse
+
+
+def test_point_decoder_early_iou_filter_equals_full_decoding_then_filter(tiny_model,
+                                                                         monkeypatch):
+    """decode_above(t) == full decoding then ``iou > t``: same candidates, same order, same
+    logits and IoU; only prompts with a kept candidate are upscaled."""
+    from infer_segment_anything_2.engine.decoder import PointDecoder
+
+    emb, sparse = _random_decoder_inputs(tiny_model, 9, seed=4)
+    fast = PointDecoder(tiny_model, emb.image_embed, emb.high_res_feats)
+    logits, iou = fast(sparse)
+    flat_logits, flat_iou = logits.flatten(0, 1), iou.flatten()
+    upscaled = []
+    original = fast._upscale_and_project
+
+    def spy(keys, *args):
+        upscaled.append(len(keys))
+        return original(keys, *args)
+
+    monkeypatch.setattr(fast, "_upscale_and_project", spy)
+    median = flat_iou.median().item()
+    for thresh in (median, flat_iou.sort().values[-2].item(), flat_iou.max().item(),
+                   flat_iou.min().item() - 1.0):
+        upscaled.clear()
+        index, kept_logits, kept_iou = fast.decode_above(sparse, thresh)
+        expected = torch.nonzero(flat_iou > thresh)[:, 0]
+        assert torch.equal(index, expected)
+        assert torch.equal(kept_iou, flat_iou[expected])
+        assert kept_logits.shape == (len(expected), 256, 256)
+        torch.testing.assert_close(kept_logits, flat_logits[expected], rtol=0, atol=1e-5)
+        prompts_with_survivor = len(torch.unique(expected // 3))
+        assert upscaled == ([prompts_with_survivor] if len(expected) else [])
+    # the median splits the candidates: some pass, some do not, and some prompts are skipped
+    passed = flat_iou > median
+    assert 0 < passed.sum() < len(passed)

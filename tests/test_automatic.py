@@ -298,3 +298,21 @@ def test_workflow_stop_then_next_run_works(tiny_checkpoint, image_path):
     wf.run_on(path=str(image_path))  # the very next run works
     assert task.last_automatic_result is not None
     assert task.get_output(4).get_object_count() == len(task.last_automatic_result) > 0
+
+
+def test_random_weights_early_iou_filter_agrees_with_meta(tiny_model):
+    """The real decoder upscales only candidates above pred_iou_thresh: with a threshold that
+    keeps some candidates and drops others, the masks are still Meta's."""
+    img = synthetic_image(96, 128)
+    loose = AutomaticParams(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                            box_nms_thresh=1.0)
+    everything = generate(tiny_model, img, loose)
+    thresh = float(np.median(everything.scores))
+    params = AutomaticParams(points_per_side=3, pred_iou_thresh=thresh,
+                             stability_score_thresh=0.0)
+    ours = generate(tiny_model, img, params)
+    ref = generate_with_meta(tiny_model, img, params)
+    assert 0 < len(ref) < len(everything)
+    assert len(ours) == len(ref)
+    assert_same_masks(ours, ref, min_iou=0.98)
+    np.testing.assert_allclose(np.sort(ours.scores), np.sort(ref.scores), atol=1e-5)
