@@ -156,6 +156,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--generators", nargs="+", default=["ours", "meta"])
     ap.add_argument("--json", type=Path, help="write all results to this file")
+    ap.add_argument("--out", type=Path, help="keep each measurement (masks and numbers) in this "
+                    "folder (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="with --out: reuse the measurements "
+                    "already in that folder (e.g. Meta's, which take minutes) instead of "
+                    "re-running them")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
@@ -176,13 +181,22 @@ def main() -> None:
           f"threads={args.threads or 'default'} load={info['load_avg']}", flush=True)
     print(f"# points_per_side={args.points}, other parameters at their defaults", flush=True)
     results = []
-    tmp = Path(tempfile.mkdtemp(prefix="bench-auto-"))
+    tmp = args.out or Path(tempfile.mkdtemp(prefix="bench-auto-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     for image in args.images:
         for model in args.models:
             for mode in args.modes:
                 row = {"image": image, "model": model, "mode": mode}
                 for gen in args.generators:
                     save = tmp / f"{image}-{model}-{mode}-{gen}.npz"
+                    numbers = save.with_suffix(".json")
+                    if args.reuse and numbers.exists() and save.exists():
+                        row[gen] = r = json.loads(numbers.read_text())
+                        print(f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s"
+                              f"  peak RSS {r['peak_rss_mib']:7.0f} MiB (+"
+                              f"{r['peak_above_base_mib']:.0f} over loaded)  masks "
+                              f"{r['n_masks']}  (reused from {numbers})", flush=True)
+                        continue
                     cmd = [sys.executable, __file__, "--worker", "--model", model, "--image",
                            image, "--mode", mode, "--generator", gen, "--save", str(save),
                            "--points", str(args.points), "--threads", str(args.threads)]
@@ -194,6 +208,8 @@ def main() -> None:
                               flush=True)
                         continue
                     row[gen] = json.loads(lines[-1])
+                    row[gen]["threads"] = args.threads
+                    numbers.write_text(json.dumps(row[gen]))
                     r = row[gen]
                     print(f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s  "
                           f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f}"
