@@ -15,6 +15,13 @@ every prompt. :class:`PointDecoder` computes the same function with the same wei
   sum to one, so the value bias passes through), and the output projection is folded into the token
   values for image-to-token attention. This divides those matmuls' cost by about 2.3.
 
+* the attention scale is applied to the few-token side, and output-projection biases are folded
+  into the residual sum (image-to-token rows of each head sum to one, so ``bias / heads`` is added
+  to each token value); the image-side tensors are kept contiguous (a transposed layout makes
+  every ``(B, 4096, C)`` result strided and each layer norm copy it).
+* :meth:`PointDecoder.decode_above` computes the predicted IoU from the transformer alone and
+  upscales only the prompts that have a candidate above the threshold.
+
 Only the order of floating-point operations changes: outputs equal the model's own decoder to
 float32 rounding (see ``tests/test_amg.py::test_point_decoder_matches_model_decoder``). Everything
 else (self-attention, MLPs, layer norms, upscaling convolutions, hypernetworks, IoU head) calls the
@@ -77,8 +84,10 @@ class PointDecoder:
         pe = model.sam_prompt_encoder.get_dense_pe()
         no_mask = model.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         self.hw = image_embed.shape[-2:]
-        keys0 = (image_embed + no_mask).flatten(2).transpose(1, 2)  # (1, N, C)
-        self.pe = pe.flatten(2).transpose(1, 2)
+        # (1, N, C), contiguous: results of broadcast ops take their inputs' memory layout, and
+        # a transposed layout here would make every (B, N, C) tensor below strided (copies)
+        keys0 = (image_embed + no_mask).flatten(2).transpose(1, 2).contiguous()
+        self.pe = pe.flatten(2).transpose(1, 2).contiguous()
         self.keys0 = keys0
         first = t.layers[0]
         kp0 = keys0 + self.pe
@@ -87,6 +96,8 @@ class PointDecoder:
         self.v0 = _heads(_linear(keys0, a.v_proj), a.num_heads)
         b = first.cross_attn_image_to_token
         self.qi0 = _heads(_linear(kp0, b.q_proj), b.num_heads)
+        # layer 0's image tokens plus the bias of its image-to-token output projection
+        self.keys0b = keys0 + b.out_proj.bias
         self._prepare_upscaling(*high_res_feats)
         s = 1 if dec.pred_obj_scores else 0
         self.s = s
@@ -154,12 +165,12 @@ class PointDecoder:
         bsz, t, _ = q_in.shape
         c = keys.shape[-1]
         d = attn.internal_dim // h
-        q = _heads(_linear(q_in, attn.q_proj), h)  # (B, H, T, d)
+        q = _heads(_linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         wk = attn.k_proj.weight.reshape(h, d, c)
         folded = torch.einsum("bhtd,hdc->bhtc", q, wk).reshape(bsz, h * t, c)
         bias = torch.einsum("bhtd,hd->bht", q, attn.k_proj.bias.reshape(h, d))
         scores = torch.baddbmm(bias.reshape(bsz, h * t, 1), folded, kp.transpose(1, 2))
-        probs = torch.softmax(scores * (1.0 / math.sqrt(d)), dim=-1)  # (B, H*T, N)
+        probs = torch.softmax(scores, dim=-1)  # (B, H*T, N)
         mixed = torch.bmm(probs, keys).reshape(bsz, h, t, c)
         wv = attn.v_proj.weight.reshape(h, d, c)
         out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
@@ -167,39 +178,43 @@ class PointDecoder:
 
     @staticmethod
     def _image_to_token(attn, q_heads_img: torch.Tensor, k_in: torch.Tensor,
-                        v_in: torch.Tensor) -> torch.Tensor:
-        """``attn(q=image, k=k_in, v=v_in)`` given the image queries already projected."""
+                        v_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + attn(q=image, k=k_in, v=v_in)`` given the image queries already projected
+        and ``residual`` including the output projection's bias."""
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
-        k = _heads(_linear(k_in, attn.k_proj), h)  # (B, H, T, d)
+        k = _heads(_linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         v = _heads(_linear(v_in, attn.v_proj), h)
-        scores = torch.matmul(q_heads_img, k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
-        probs = torch.softmax(scores, dim=-1)  # (B, H, N, T)
-        n = probs.shape[2]
+        probs = torch.softmax(torch.matmul(q_heads_img, k.transpose(-1, -2)), dim=-1)
+        n = probs.shape[2]  # (B, H, N, T)
         wo = attn.out_proj.weight.reshape(c, h, d)
         v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
         flat = probs.permute(0, 2, 1, 3).reshape(bsz, n, h * t)
-        return torch.baddbmm(attn.out_proj.bias.reshape(1, 1, c), flat, v_out)
+        return torch.baddbmm(residual.expand(bsz, -1, -1), flat, v_out)
 
     def _image_to_token_full(self, attn, kp: torch.Tensor, k_in: torch.Tensor,
-                             v_in: torch.Tensor) -> torch.Tensor:
-        """Image-to-token attention with per-prompt image tokens ``kp``; q_proj folded into k."""
+                             v_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + attn(q=kp, k=k_in, v=v_in)`` with per-prompt image tokens ``kp``; q_proj
+        folded into k. ``residual`` is overwritten with the result.
+
+        Each head's attention rows sum to one, so the output projection's bias is added by
+        adding ``bias / heads`` to every token value.
+        """
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
-        k = _heads(_linear(k_in, attn.k_proj), h)  # (B, H, T, d)
+        k = _heads(_linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         wq = attn.q_proj.weight.reshape(h, d, c)
         folded = torch.einsum("bhtd,hdc->bhtc", k, wq).reshape(bsz, h * t, c)
         bias = torch.einsum("bhtd,hd->bht", k, attn.q_proj.bias.reshape(h, d))
         scores = torch.baddbmm(bias.reshape(bsz, 1, h * t), kp, folded.transpose(1, 2))
         n = kp.shape[1]
-        probs = torch.softmax((scores * (1.0 / math.sqrt(d))).reshape(bsz, n, h, t), dim=-1)
+        probs = torch.softmax(scores.reshape(bsz, n, h, t), dim=-1)
         v = _heads(_linear(v_in, attn.v_proj), h)
         wo = attn.out_proj.weight.reshape(c, h, d)
-        v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
-        return torch.baddbmm(attn.out_proj.bias.reshape(1, 1, c), probs.reshape(bsz, n, h * t),
-                             v_out)
+        v_out = torch.einsum("bhtd,chd->bhtc", v, wo) + attn.out_proj.bias / h
+        return residual.baddbmm_(probs.reshape(bsz, n, h * t), v_out.reshape(bsz, h * t, c))
 
     # -- decoding ------------------------------------------------------------------------------
     def transformer(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -219,8 +234,8 @@ class PointDecoder:
                                            self.v0.expand(bsz, -1, -1, -1))
         q = first.norm2(q + _linear(_merge(o), a.out_proj))
         q = first.norm3(q + first.mlp(q))
-        keys = first.norm4(self.keys0 + self._image_to_token(
-            first.cross_attn_image_to_token, self.qi0, q + tokens, q))
+        keys = first.norm4(self._image_to_token(
+            first.cross_attn_image_to_token, self.qi0, q + tokens, q, self.keys0b))
 
         # further layers: per-prompt image tokens
         for layer in t.layers[1:]:
@@ -230,8 +245,8 @@ class PointDecoder:
             q = layer.norm2(q + self._token_to_image(layer.cross_attn_token_to_image,
                                                      q + tokens, keys, kp))
             q = layer.norm3(q + layer.mlp(q))
-            keys = layer.norm4(keys + self._image_to_token_full(
-                layer.cross_attn_image_to_token, kp, q + tokens, q))
+            keys = layer.norm4(self._image_to_token_full(
+                layer.cross_attn_image_to_token, kp, q + tokens, q, keys))
             del kp
 
         kp = keys + self.pe
