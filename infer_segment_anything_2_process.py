@@ -175,8 +175,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         prompt = self._graphics_prompt().merged(parse_prompt(
             values["input_point"], values["input_point_label"], values["input_box"]))
         self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
-        try:
-            seg = self._segment(image, prompt, values)
+        try:  # a stop during the model load skips the segmentation
+            seg = None if self._stop_requested else self._segment(image, prompt, values)
         except GenerationCancelled:
             seg = None
         if self._stop_requested:  # stopped: no outputs, and the workflow's own stop handling

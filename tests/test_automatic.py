@@ -269,7 +269,9 @@ def test_workflow_stop_then_next_run_works(tiny_checkpoint, image_path):
     """wf.stop() from another thread during an automatic run: the run ends quickly with no
     outputs; the next run works."""
     wf, task = make_task(model_name="sam2.1_hiera_tiny", model_weight_file=tiny_checkpoint,
-                         points_per_side=32, points_per_batch=64)
+                         points_per_side=32, points_per_batch=64, input_point="[[5,5]]")
+    wf.run_on(array=synthetic_image(64, 64, seed=9))  # the model is loaded: stop hits the run
+    task.set_parameters({"input_point": ""})
     stopped_at = {}
 
     def stop_later():

@@ -132,3 +132,37 @@ def test_very_small_image(task):
     algo.set_parameters({"input_size_percent": "10"})  # 1x1 encoder input, still 16x16 masks
     wf.run_on(array=tiny)
     assert algo.get_output(1).get_mask().shape == (16, 16)
+
+
+def test_one_pixel_image_and_empty_images(task):
+    wf, algo = task
+    algo.get_input(1).clear_data()
+    algo.set_parameters({"input_point": "[[0,0]]", "input_box": "", "input_size_percent": "100"})
+    wf.run_on(array=np.full((1, 1, 3), 128, np.uint8))
+    assert algo.get_output(1).get_mask().shape == (1, 1)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((5, 0, 3), np.uint8)):
+        with pytest.raises(RuntimeError, match=r"image: got an array of shape"):
+            wf.run_on(array=empty)
+        assert not algo.get_output(1).is_data_available()
+
+
+def test_very_large_image_in_automatic_mode_stays_within_memory(task):
+    """8000 x 8000 (64 MP) in automatic mode: the model sees 1024 x 1024, masks come back at full
+    size, and the process grows by far less than the 3 GB that full-size float candidates of one
+    point batch would take."""
+    from test_long_run import rss_bytes
+
+    wf, algo = task
+    algo.get_input(1).clear_data()
+    algo.set_parameters({"input_point": "", "input_box": "", "points_per_side": "4",
+                         "points_per_batch": "16", "iou_thresh": "0.0",
+                         "stability_score_thresh": "0.0"})
+    big = np.zeros((8000, 8000, 3), np.uint8)
+    big[2000:6000, 1000:5000] = (200, 60, 40)
+    before = rss_bytes()
+    wf.run_on(array=big)
+    grown = rss_bytes() - before
+    assert algo.get_output(1).get_mask().shape == (8000, 8000)
+    count = algo.get_output(4).get_object_count()
+    # the masks the run returns are full size by contract (K x 64 MB); beyond them, < 2 GB
+    assert grown < count * 2 * 64e6 + 2e9, f"grew {grown / 1e9:.1f} GB for {count} masks"
