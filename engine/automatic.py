@@ -38,7 +38,7 @@ from . import amg
 from .decoder import PointDecoder, supports as fast_decoder_supports
 from .loader import DeviceChoice, select_device
 from .masks import resize_nearest
-from .predictor import ImageEmbedding, encode_image, resize_for_input
+from .predictor import ImageEmbedding, decode, encode_image, resize_for_input
 from .results import Segmentation
 
 logger = logging.getLogger(__name__)
@@ -212,22 +212,18 @@ class _Run:
         for start in range(0, len(coords), chunk):
             self.check_stop()
             c = coords[start:start + chunk, None, :]
-            sparse, dense = model.sam_prompt_encoder(
-                points=(c, labels[start:start + chunk, None]), boxes=None, masks=None)
-            if fast is not None and early:
-                _, low, iou = fast.decode_above(sparse, iou_thresh)
-                logits.append(low.float())
-                ious.append(iou)
-                continue
+            point_labels = labels[start:start + chunk, None]
             if fast is not None:
+                sparse, _ = model.sam_prompt_encoder(points=(c, point_labels), boxes=None,
+                                                     masks=None)
+                if early:
+                    _, low, iou = fast.decode_above(sparse, iou_thresh)
+                    logits.append(low.float())
+                    ious.append(iou)
+                    continue
                 low, iou = fast(sparse)
             else:
-                low, iou, _, _ = model.sam_mask_decoder(
-                    image_embeddings=emb.image_embed,
-                    image_pe=model.sam_prompt_encoder.get_dense_pe(),
-                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                    multimask_output=True, repeat_image=len(c) > 1,
-                    high_res_features=emb.high_res_feats)
+                low, iou = decode(model, emb, c, point_labels, True, self.choice)
             low, iou = low.flatten(0, 1).float(), iou.flatten(0, 1)
             if early:
                 keep = iou > iou_thresh
@@ -246,16 +242,9 @@ class _Run:
         for start in range(0, len(coords), DECODER_CHUNK):
             self.check_stop()
             sl = slice(start, start + DECODER_CHUNK)
-            c = coords[sl, None, :]
-            sparse, dense = model.sam_prompt_encoder(points=(c, labels[sl, None]), boxes=None,
-                                                     masks=mask_in[sl])
-            low, iou, _, _ = model.sam_mask_decoder(
-                image_embeddings=emb.image_embed,
-                image_pe=model.sam_prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                multimask_output=False, repeat_image=len(c) > 1,
-                high_res_features=emb.high_res_feats)
-            out_logits.append(low[:, 0].float())
+            low, iou = decode(model, emb, coords[sl, None, :], labels[sl, None], False,
+                              self.choice, mask_input=mask_in[sl])
+            out_logits.append(low[:, 0])
             out_iou.append(iou[:, 0])
         return torch.cat(out_logits), torch.cat(out_iou)
 

@@ -110,9 +110,10 @@ def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,
 
 @torch.no_grad()
 def decode(model, emb: ImageEmbedding, coords: torch.Tensor, labels: torch.Tensor,
-           multimask: bool, device_choice: Optional[DeviceChoice] = None
-           ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Prompt encoder + mask decoder for B objects.
+           multimask: bool, device_choice: Optional[DeviceChoice] = None,
+           mask_input: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prompt encoder + mask decoder for B objects (``mask_input``: optional ``(B, 1, 256, 256)``
+    low-resolution logits prompting each object, as in SAM 2's mask-to-mask refinement).
 
     Returns:
         low-resolution logits ``(B, C, 256, 256)`` float32 and predicted IoU ``(B, C)`` float32,
@@ -120,7 +121,8 @@ def decode(model, emb: ImageEmbedding, coords: torch.Tensor, labels: torch.Tenso
     """
     choice = device_choice or select_device(False)
     with choice.autocast():
-        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None,
+                                                 masks=mask_input)
         logits, iou, _, _ = model.sam_mask_decoder(
             image_embeddings=emb.image_embed,
             image_pe=model.sam_prompt_encoder.get_dense_pe(),
