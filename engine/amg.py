@@ -91,9 +91,16 @@ class BilinearAxis:
         self.i1 = (self.i0 + 1).clamp(max=in_size - 1)
         self.w1 = src - self.i0.to(torch.float32)
         self.w0 = 1.0 - self.w1
+        self.n_in = in_size
         if device is not None:
             for name in ("i0", "i1", "w0", "w1"):
                 setattr(self, name, getattr(self, name).to(device))
+
+    def cells(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """For each source index ``j``: how many output indices interpolate from ``j`` and
+        ``j + 1`` (``i0 == j``), and the first of them (``i0`` never decreases)."""
+        count = torch.bincount(self.i0, minlength=self.n_in)
+        return count, torch.cumsum(count, 0) - count
 
     def window(self, active: torch.Tensor) -> Tuple[int, int]:
         """Output range ``[a, b)`` whose source rows include an ``active`` one (``(0, 0)`` if none)."""
@@ -103,42 +110,158 @@ class BilinearAxis:
         return int(hit[0, 0]), int(hit[-1, 0]) + 1
 
 
-def stability_and_box(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
-                      mask_threshold: float, offset: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Stability score and inclusive box of one low-resolution mask's *upsampled* logits, without
-    upsampling the whole mask.
+def _cell_extremes(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum of each cell's four corners ``(j, j + 1) x (i, i + 1)`` (the last
+    row and column of cells have a single source row or column): ``(K, h, w)`` each."""
+    out = []
+    for fn in (torch.minimum, torch.maximum):
+        rows = torch.empty_like(logits)
+        fn(logits[:, :-1], logits[:, 1:], out=rows[:, :-1])
+        rows[:, -1] = logits[:, -1]
+        cells = torch.empty_like(logits)
+        fn(rows[:, :, :-1], rows[:, :, 1:], out=cells[:, :, :-1])
+        cells[:, :, -1] = rows[:, :, -1]
+        out.append(cells)
+    return out[0], out[1]
 
-    A bilinearly interpolated value is a convex combination of its (up to) four source values, so
-    an output pixel can exceed ``t - offset`` only if one of its source rows and one of its source
-    columns has a value above it. Only the output window spanned by such rows and columns is
-    interpolated (horizontal then vertical, with PyTorch's weights); outside it every pixel is
-    below all three thresholds. Counts are the same as on the full upsampled logits, up to values
-    within float rounding of a threshold.
 
-    Returns:
-        ``stability`` (0-d float32, NaN when nothing exceeds ``t - offset``) and the ``(4,)`` int64
-        box of ``upsampled > mask_threshold`` (zeros when empty).
+def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                 kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor
+                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The upsampled values of all pixels of M cells ``(kk, rr, cc)`` (mask, row, column).
+
+    Returns ``ys (M, br)`` and ``xs (M, bc)`` (output rows and columns, padded to the largest
+    cell), ``valid (M, br, bc)`` (False on padding) and the values ``(M, br, bc)``, computed as
+    PyTorch's bilinear kernel does: horizontal then vertical, with its float32 weights.
     """
-    low = mask_threshold - offset
-    above = logits > low
-    y0, y1 = rows.window(above.any(dim=1))
-    x0, x1 = cols.window(above.any(dim=0))
-    if y1 <= y0 or x1 <= x0:
-        return torch.tensor(float("nan")), torch.zeros(4, dtype=torch.int64)
-    r_lo, r_hi = int(rows.i0[y0]), int(rows.i1[y1 - 1]) + 1
-    c_lo, c_hi = int(cols.i0[x0]), int(cols.i1[x1 - 1]) + 1
-    band = logits[r_lo:r_hi, c_lo:c_hi]
-    ci0, ci1 = cols.i0[x0:x1] - c_lo, cols.i1[x0:x1] - c_lo
-    horiz = cols.w0[x0:x1] * band[:, ci0] + cols.w1[x0:x1] * band[:, ci1]  # (rows, C)
-    ri0, ri1 = rows.i0[y0:y1] - r_lo, rows.i1[y0:y1] - r_lo
-    up = rows.w0[y0:y1, None] * horiz[ri0] + rows.w1[y0:y1, None] * horiz[ri1]
-    inner = (up > mask_threshold + offset).sum(dtype=torch.int32)
-    outer = (up > low).sum(dtype=torch.int32)
-    mask = up > mask_threshold
-    box = boxes_inclusive(mask[None])[0]
-    if bool(mask.any()):
-        box = box + torch.tensor([x0, y0, x0, y0], dtype=torch.int64)
-    return inner / outer, box
+    _, h, w = logits.shape
+    dev = logits.device
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    br, bc = max(int(r_count.max()), 1), max(int(c_count.max()), 1)
+    ys = r_start[rr, None] + torch.arange(br, device=dev)  # (M, br)
+    xs = c_start[cc, None] + torch.arange(bc, device=dev)  # (M, bc)
+    valid = ((ys < (r_start + r_count)[rr, None])[:, :, None]
+             & (xs < (c_start + c_count)[cc, None])[:, None, :])
+    ys, xs = ys.clamp(max=len(rows.i0) - 1), xs.clamp(max=len(cols.i0) - 1)
+    # every pixel of a cell interpolates the same four corners, with its own weights
+    r1, c1 = (rr + 1).clamp(max=h - 1), (cc + 1).clamp(max=w - 1)
+    corner = [logits[kk, r, c][:, None, None]
+              for r, c in ((rr, cc), (rr, c1), (r1, cc), (r1, c1))]
+    wx0, wx1 = cols.w0[xs][:, None, :], cols.w1[xs][:, None, :]  # (M, 1, bc)
+    top = wx0 * corner[0] + wx1 * corner[1]
+    bottom = wx0 * corner[2] + wx1 * corner[3]
+    up = rows.w0[ys][:, :, None] * top + rows.w1[ys][:, :, None] * bottom  # (M, br, bc)
+    return ys, xs, valid, up
+
+
+def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                    mask_threshold: float) -> np.ndarray:
+    """``F.interpolate(logits, (H, W), mode="bilinear") > mask_threshold`` as ``(K, H, W)``
+    bool, without interpolating every pixel.
+
+    Cells of the low-resolution grid whose four corners are all above the threshold give whole
+    blocks of True, cells with none above it blocks of False (the blocks are the cells' output
+    rows x columns, laid out by repeating); only the pixels of the cells the threshold crosses
+    are interpolated, as in :func:`stability_and_boxes`. The same masks as the full upsampling,
+    up to values within float rounding of the threshold.
+    """
+    c_count, _ = cols.cells()
+    cmin, cmax = _cell_extremes(logits)
+    full = cmin > mask_threshold
+    crossed = (cmax > mask_threshold) ^ full
+    del cmin, cmax
+    # columns by repeating, then whole rows by taking (contiguous copies)
+    masks = np.take(full.numpy().repeat(c_count.numpy(), axis=2), rows.i0.numpy(), axis=1)
+    cells = torch.nonzero(crossed)
+    if len(cells):
+        kk, rr, cc = cells[:, 0], cells[:, 1], cells[:, 2]
+        ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
+        shape = up.shape
+        k_all = kk[:, None, None].expand(shape)[valid]
+        y_all = ys[:, :, None].expand(shape)[valid]
+        x_all = xs[:, None, :].expand(shape)[valid]
+        masks[k_all.numpy(), y_all.numpy(), x_all.numpy()] = (up > mask_threshold)[valid].numpy()
+    return masks
+
+
+def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                        mask_threshold: float, offset: float
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stability scores and inclusive boxes of low-resolution masks' *upsampled* logits, without
+    upsampling them.
+
+    Each output pixel of the bilinear upsampling interpolates inside one cell of the
+    low-resolution grid (source rows ``i0, i1`` and columns ``i0, i1``), so its value lies
+    between the minimum and the maximum of the cell's four corners. A cell whose minimum is
+    above a threshold has all its output pixels above it; a cell whose maximum is not above it,
+    none. Those pixels are counted by cell; only the pixels of the cells a threshold crosses
+    (the masks' contours) are interpolated, with PyTorch's weights, horizontal then vertical.
+    Counts are the same as on the full upsampled logits, up to
+    values within float rounding of a threshold.
+
+    Args:
+        logits: ``(K, h, w)`` float32 low-resolution logits.
+        rows, cols: the upsampling's axes (``h -> H``, ``w -> W``).
+    Returns:
+        ``stability`` ``(K,)`` float32 (NaN when nothing exceeds ``t - offset``) and ``(K, 4)``
+        int64 inclusive XYXY boxes of ``upsampled > mask_threshold`` (zeros when empty).
+    """
+    k_n, h, w = logits.shape
+    dev = logits.device
+    if k_n == 0:
+        return torch.zeros(0), torch.zeros((0, 4), dtype=torch.int64, device=dev)
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    cmin, cmax = _cell_extremes(logits)
+    thresholds = (mask_threshold + offset, mask_threshold - offset, mask_threshold)
+    full = [cmin > t for t in thresholds]
+    crossed = [(cmax > t) ^ f for t, f in zip(thresholds, full)]  # cmin <= t < cmax
+    if bool((r_count == 0).any()) or bool((c_count == 0).any()):  # downsampling: empty cells
+        has_pixels = (r_count[:, None] > 0) & (c_count[None, :] > 0)  # (h, w)
+        full = [f & has_pixels for f in full]
+        crossed = [c & has_pixels for c in crossed]
+    del cmin, cmax
+    # pixels of whole cells: sum over cells of rows x columns; a row's sum is at most the
+    # output width (exact in float32), the total at most H x W (exact in float64)
+    r_w, c_w = r_count.to(torch.float64), c_count.to(torch.float32)
+    counts = [((f.to(torch.float32) @ c_w).double() @ r_w).round().to(torch.int64)
+              for f in full[:2]]
+
+    # pixels of the crossed cells, interpolated exactly
+    cells = torch.nonzero(crossed[0] | crossed[1] | crossed[2])  # (M, 3): k, r, c
+    kk, rr, cc = cells[:, 0], cells[:, 1], cells[:, 2]
+    ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
+
+    for j in range(2):
+        here = (up > thresholds[j]) & valid & crossed[j][kk, rr, cc][:, None, None]
+        counts[j] = counts[j].index_add(0, kk, here.sum(dim=(1, 2)))
+    stability = counts[0].to(torch.float32) / counts[1].to(torch.float32)
+
+    # boxes of `> mask_threshold`: whole cells above it, then the crossed cells' pixels
+    big = torch.iinfo(torch.int64).max
+    f = full[2]
+    any_r, any_c = f.any(dim=2), f.any(dim=1)  # (K, h), (K, w)
+    idx_h, idx_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    first_r = torch.where(any_r, idx_h, h).amin(dim=1)
+    last_r = torch.where(any_r, idx_h, -1).amax(dim=1)
+    first_c = torch.where(any_c, idx_w, w).amin(dim=1)
+    last_c = torch.where(any_c, idx_w, -1).amax(dim=1)
+    has_full = last_r >= 0
+    fr, lr = first_r.clamp(max=h - 1), last_r.clamp(min=0)
+    fc, lc = first_c.clamp(max=w - 1), last_c.clamp(min=0)
+    y_lo = torch.where(has_full, r_start[fr], big)
+    y_hi = torch.where(has_full, r_start[lr] + r_count[lr] - 1, -1)
+    x_lo = torch.where(has_full, c_start[fc], big)
+    x_hi = torch.where(has_full, c_start[lc] + c_count[lc] - 1, -1)
+    above = (up > thresholds[2]) & valid & crossed[2][kk, rr, cc][:, None, None]  # (M, br, bc)
+    row_hit, col_hit = above.any(dim=2), above.any(dim=1)  # (M, br), (M, bc)
+    y_lo = y_lo.scatter_reduce(0, kk, torch.where(row_hit, ys, big).amin(dim=1), "amin")
+    y_hi = y_hi.scatter_reduce(0, kk, torch.where(row_hit, ys, -1).amax(dim=1), "amax")
+    x_lo = x_lo.scatter_reduce(0, kk, torch.where(col_hit, xs, big).amin(dim=1), "amin")
+    x_hi = x_hi.scatter_reduce(0, kk, torch.where(col_hit, xs, -1).amax(dim=1), "amax")
+    boxes = torch.stack([x_lo, y_lo, x_hi, y_hi], dim=1)
+    return stability, torch.where((y_hi >= 0)[:, None], boxes, torch.zeros_like(boxes))
 
 
 def boxes_inclusive(masks: torch.Tensor) -> torch.Tensor:

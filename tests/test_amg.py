@@ -52,34 +52,60 @@ def test_stability_equals_meta():
         torch.testing.assert_close(ours, ref, equal_nan=True, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("out_hw", [(700, 900), (300, 257), (256, 256), (90, 1000)])
-def test_windowed_stability_equals_full_upsampling(out_hw):
-    """amg.stability_and_box == stability and box of F.interpolate'd logits (float rounding at a
-    threshold aside): smooth masks, noise, all-negative and all-positive logits."""
+def _varied_logits():
+    """Discs of the stand-in (smooth, several slopes), noise, all-negative and all-positive."""
     import sys
     from pathlib import Path
-
-    import torch.nn.functional as F
 
     sys.path.insert(0, str(Path(__file__).parent))
     import standin
 
     gen = torch.Generator().manual_seed(5)
     discs, _ = standin.disc_logits(torch.rand(8, 2, generator=gen) * 1024)
-    logits = torch.cat([discs.flatten(0, 1), torch.randn(4, 256, 256, generator=gen) * 3,
-                        torch.full((1, 256, 256), -4.0), torch.full((1, 256, 256), 4.0)])
+    return torch.cat([discs.flatten(0, 1).float(), torch.randn(4, 256, 256, generator=gen) * 3,
+                      torch.full((1, 256, 256), -4.0), torch.full((1, 256, 256), 4.0)])
+
+
+OUT_SIZES = [(700, 900), (1200, 1800), (300, 257), (256, 256), (90, 1000), (5, 3000), (1, 1)]
+
+
+@pytest.mark.parametrize("out_hw", OUT_SIZES)
+def test_stability_by_cells_equals_full_upsampling(out_hw):
+    """amg.stability_and_boxes == stability and box of F.interpolate'd logits (float rounding at a
+    threshold aside), upsampling and downsampling."""
+    import torch.nn.functional as F
+
+    logits = _varied_logits()
     rows, cols = amg.BilinearAxis(256, out_hw[0]), amg.BilinearAxis(256, out_hw[1])
     up = F.interpolate(logits[:, None], out_hw, mode="bilinear", align_corners=False)[:, 0]
     for t, off in [(0.0, 1.0), (0.4, 0.0), (-1.0, 2.5)]:
         ref_s = amg.stability_score(up, t, off)
         ref_b = amg.boxes_inclusive(up > t)
-        for i in range(len(logits)):
-            s, b = amg.stability_and_box(logits[i], rows, cols, t, off)
-            assert torch.equal(b, ref_b[i]), (i, t, off)
-            if torch.isnan(ref_s[i]):
-                assert torch.isnan(s)
-            else:
-                assert abs(float(s) - float(ref_s[i])) <= 2e-6, (i, t, off)
+        for chunk in (slice(0, None), slice(3, 4)):  # the batch does not change the answer
+            s, b = amg.stability_and_boxes(logits[chunk], rows, cols, t, off)
+            assert torch.equal(b, ref_b[chunk]), (t, off)
+            assert torch.equal(torch.isnan(s), torch.isnan(ref_s[chunk]))
+            assert (s - ref_s[chunk]).abs().nan_to_num(0.0).max() <= 2e-6, (t, off)
+    assert amg.stability_and_boxes(logits[:0], rows, cols, 0.0, 1.0)[1].shape == (0, 4)
+
+
+@pytest.mark.parametrize("out_hw", OUT_SIZES)
+def test_masks_by_cells_equal_full_upsampling(out_hw):
+    """amg.upsampled_masks == F.interpolate(...) > t, except pixels within float rounding of t."""
+    import torch.nn.functional as F
+
+    logits = _varied_logits()
+    rows, cols = amg.BilinearAxis(256, out_hw[0]), amg.BilinearAxis(256, out_hw[1])
+    up = F.interpolate(logits[:, None], out_hw, mode="bilinear", align_corners=False)[:, 0]
+    for t in (0.0, 0.4, -1.0):
+        masks = amg.upsampled_masks(logits, rows, cols, t)
+        ref = (up > t).numpy()
+        assert masks.shape == ref.shape and masks.dtype == bool
+        diff = masks != ref
+        assert diff.sum() <= 3, (t, diff.sum())
+        assert (np.abs(up.numpy()[diff] - t) < 1e-6).all()
+        # the discs are non-trivial: some pixels in, some out
+        assert 0 < masks[:24].sum() < masks[:24].size
 
 
 @settings(max_examples=60, deadline=None)

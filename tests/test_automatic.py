@@ -105,12 +105,12 @@ def test_parity_cases_exercise_the_filters(standin_model):
     assert changed > 0
 
 
-def test_parity_with_meta_windowed_stability(standin_model):
-    """Large crops take the windowed stability path (no full upsampling): same masks as Meta."""
+def test_parity_with_meta_stability_by_cells(standin_model):
+    """Large crops count stability by cells (no full upsampling): same masks as Meta."""
     from infer_segment_anything_2.engine import automatic
 
     image = np.zeros((600, 800, 3), np.uint8)
-    assert 600 * 800 >= automatic.WINDOWED_MIN_PIXELS
+    assert 600 * 800 >= automatic.BY_CELLS_MIN_PIXELS
     params = AutomaticParams(points_per_side=6)
     assert_same_masks(generate(standin_model, image, params),
                       generate_with_meta(standin_model, image, params))
@@ -186,7 +186,7 @@ def test_only_iou_survivors_are_upsampled_in_chunks(standin_model, monkeypatch):
         return out
 
     monkeypatch.setattr(automatic.F, "interpolate", spy)
-    monkeypatch.setattr(automatic, "WINDOWED_MIN_PIXELS", 10 ** 9)  # the upsampling path
+    monkeypatch.setattr(automatic, "BY_CELLS_MIN_PIXELS", 10 ** 9)  # the upsampling path
     big = np.zeros((1200, 1800, 3), np.uint8)
     seg = generate(standin_model, big, AutomaticParams(points_per_side=8, pred_iou_thresh=0.999))
     assert len(seg) == 0 and sizes == []
