@@ -4,7 +4,11 @@ One command runs the whole matrix (images x models x decoder modes x generators)
 measurement runs in a fresh child process of this script, so that peak RSS is the generator's own
 (the kernel's high-water mark, reset after the model is loaded: ``/proc/self/clear_refs``) and not
 a leftover of the previous measurement; the child saves its masks (bit-packed) and the parent
-compares them. Wall time covers the whole ``generate`` call (image encoding included).
+compares them. Wall time covers the whole ``generate`` call (image encoding included; the imports
+both generators make on first use are done before the clock starts). It is also split into the
+time spent in modules both generators run alike (the image encoder, and in ``standin`` mode the
+stand-in prompt encoder and decoder) and the rest, the generator's own work; the speed-up is
+printed for both.
 
 Decoder modes:
   random   the model's own decoder, random weights (seed 0): the real decoder cost; with the
@@ -79,7 +83,26 @@ def worker(args) -> None:
     image = cv2.cvtColor(cv2.imread(str(IMAGES / f"{args.image}.jpg")), cv2.COLOR_BGR2RGB)
     params = AutomaticParams(points_per_side=args.points)
     fn = generate_with_meta if args.generator == "meta" else generate
+    # imports both generators make on first use (torchvision alone takes seconds): not timed
+    import sam2.automatic_mask_generator  # noqa: F401
+    import torchvision.ops  # noqa: F401
     import gc
+
+    # time spent in modules both generators run alike: the image encoder, and with the
+    # stand-in its prompt encoder and decoder (the rest is the generator's own work)
+    shared = {"s": 0.0}
+    modules = [model.image_encoder] + (
+        [model.sam_prompt_encoder, model.sam_mask_decoder] if args.mode == "standin" else [])
+
+    def pre(_m, _i):
+        shared["t0"] = time.perf_counter()
+
+    def post(_m, _i, _o):
+        shared["s"] += time.perf_counter() - shared.pop("t0")
+
+    for m in modules:
+        m.register_forward_pre_hook(pre)
+        m.register_forward_hook(post)
 
     gc.collect()
     base = _rss_kib("VmRSS")
@@ -95,7 +118,8 @@ def worker(args) -> None:
     peak = _rss_kib("VmHWM")
     np.savez_compressed(args.save, masks=np.packbits(seg.masks, axis=-1), shape=seg.masks.shape,
                         scores=seg.scores, stability=seg.stability)
-    print(json.dumps({"wall_s": wall, "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
+    print(json.dumps({"wall_s": wall, "shared_s": shared["s"], "own_s": wall - shared["s"],
+                      "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
                       "peak_above_base_mib": (peak - base) / 1024, "hwm_reset": reset,
                       "n_masks": len(seg)}))
 
@@ -130,6 +154,14 @@ def agreement(ours_path: Path, meta_path: Path) -> dict:
     out.update(min_iou=float(min(matched)), mean_iou=float(np.mean(matched)),
                matched=int(sum(m > 0.98 for m in matched)))
     return out
+
+
+def _line(image: str, model: str, mode: str, gen: str, r: dict) -> str:
+    shared = (f" (encoder{' + stand-in' if mode == 'standin' else ''} {r['shared_s']:.1f} s, "
+              f"own {r['own_s']:.1f} s)") if "own_s" in r else ""
+    return (f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s{shared}  "
+            f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f} over "
+            f"loaded)  masks {r['n_masks']}")
 
 
 def machine() -> dict:
@@ -191,11 +223,9 @@ def main() -> None:
                     save = tmp / f"{image}-{model}-{mode}-{gen}.npz"
                     numbers = save.with_suffix(".json")
                     if args.reuse and numbers.exists() and save.exists():
-                        row[gen] = r = json.loads(numbers.read_text())
-                        print(f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s"
-                              f"  peak RSS {r['peak_rss_mib']:7.0f} MiB (+"
-                              f"{r['peak_above_base_mib']:.0f} over loaded)  masks "
-                              f"{r['n_masks']}  (reused from {numbers})", flush=True)
+                        row[gen] = json.loads(numbers.read_text())
+                        print(_line(image, model, mode, gen, row[gen]) +
+                              f"  (reused from {numbers})", flush=True)
                         continue
                     cmd = [sys.executable, __file__, "--worker", "--model", model, "--image",
                            image, "--mode", mode, "--generator", gen, "--save", str(save),
@@ -210,10 +240,7 @@ def main() -> None:
                     row[gen] = json.loads(lines[-1])
                     row[gen]["threads"] = args.threads
                     numbers.write_text(json.dumps(row[gen]))
-                    r = row[gen]
-                    print(f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s  "
-                          f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f}"
-                          f" over loaded)  masks {r['n_masks']}", flush=True)
+                    print(_line(image, model, mode, gen, row[gen]), flush=True)
                 if all(g in row and "error" not in row[g] for g in ("ours", "meta")):
                     o, m = row["ours"], row["meta"]
                     row["speedup"] = m["wall_s"] / o["wall_s"]
@@ -222,7 +249,12 @@ def main() -> None:
                     row["agreement"] = agreement(tmp / f"{image}-{model}-{mode}-ours.npz",
                                                  tmp / f"{image}-{model}-{mode}-meta.npz")
                     a = row["agreement"]
-                    print(f"  -> speed-up x{row['speedup']:.1f}, peak memory above loaded model: "
+                    own = ""
+                    if "own_s" in o and "own_s" in m:
+                        row["own_speedup"] = m["own_s"] / o["own_s"]
+                        own = f" (generator's own work x{row['own_speedup']:.1f})"
+                    print(f"  -> speed-up x{row['speedup']:.1f}{own}, peak memory above loaded "
+                          f"model: "
                           f"ours/meta = {row['peak_ratio']:.2f}; masks ours {a['n_ours']} meta "
                           f"{a['n_meta']}, matched IoU>0.98: {a['matched']}, min IoU "
                           f"{a['min_iou']}", flush=True)

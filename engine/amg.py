@@ -185,8 +185,15 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
     return masks
 
 
+def _first_last(hit: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First and last True index along dim 1 of ``(K, n)`` (``n`` and ``-1`` when none)."""
+    idx = torch.arange(hit.shape[1], device=hit.device)
+    return (torch.where(hit, idx, hit.shape[1]).amin(dim=1),
+            torch.where(hit, idx, -1).amax(dim=1))
+
+
 def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
-                        mask_threshold: float, offset: float
+                        mask_threshold: float, offset: float, chunk: int = 32
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Stability scores and inclusive boxes of low-resolution masks' *upsampled* logits, without
     upsampling them.
@@ -197,8 +204,10 @@ def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: Bilinear
     above a threshold has all its output pixels above it; a cell whose maximum is not above it,
     none. Those pixels are counted by cell; only the pixels of the cells a threshold crosses
     (the masks' contours) are interpolated, with PyTorch's weights, horizontal then vertical.
-    Counts are the same as on the full upsampled logits, up to
-    values within float rounding of a threshold.
+    Cells are only examined inside each mask's window (the rows and columns with a value above
+    the lowest threshold); masks of similar window size are processed together, ``chunk`` at a
+    time. Counts are the same as on the full upsampled logits, up to values within float
+    rounding of a threshold.
 
     Args:
         logits: ``(K, h, w)`` float32 low-resolution logits.
@@ -209,57 +218,100 @@ def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: Bilinear
     """
     k_n, h, w = logits.shape
     dev = logits.device
+    stability = torch.full((k_n,), float("nan"), device=dev)
+    boxes = torch.zeros((k_n, 4), dtype=torch.int64, device=dev)
     if k_n == 0:
-        return torch.zeros(0), torch.zeros((0, 4), dtype=torch.int64, device=dev)
+        return stability, boxes
+    thresholds = (mask_threshold + offset, mask_threshold - offset, mask_threshold)
+    floor = min(thresholds)
+    first_y, last_y = _first_last(logits.amax(dim=2) > floor)
+    first_x, last_x = _first_last(logits.amax(dim=1) > floor)
+    # cell j interpolates source rows j and j + 1: cells from the row before the first active one
+    y0, x0 = (first_y - 1).clamp(min=0), (first_x - 1).clamp(min=0)
+    height, width = last_y + 1 - y0, last_x + 1 - x0
+    some = torch.nonzero(last_y >= 0)[:, 0]
+    if len(some) == 0:
+        return stability, boxes
+    order = some[torch.argsort((height * width)[some], stable=True)]
+    for start in range(0, len(order), chunk):
+        idx = order[start:start + chunk]
+        a, b = int(height[idx].max()), int(width[idx].max())
+        oy, ox = y0[idx].clamp(max=h - a), x0[idx].clamp(max=w - b)
+        # a window's cells and the source row and column after them; the last cells of the
+        # grid have a single source row or column: repeat it
+        ry = (oy[:, None] + torch.arange(a + 1, device=dev)).clamp(max=h - 1)
+        rx = (ox[:, None] + torch.arange(b + 1, device=dev)).clamp(max=w - 1)
+        patches = logits[idx[:, None, None], ry[:, :, None], rx[:, None, :]]  # (G, a+1, b+1)
+        s, bx = _stability_in_windows(logits, patches, idx, oy, ox, rows, cols, thresholds)
+        stability[idx] = s
+        boxes[idx] = bx
+    return stability, boxes
+
+
+def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torch.Tensor,
+                          oy: torch.Tensor, ox: torch.Tensor, rows: BilinearAxis,
+                          cols: BilinearAxis, thresholds: Tuple[float, float, float]
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stability_and_boxes` for masks ``idx`` whose cells outside the windows starting at
+    ``(oy, ox)`` are below every threshold; ``patches`` are their windows' source values."""
+    dev = logits.device
+    g_n, a, b = patches.shape[0], patches.shape[1] - 1, patches.shape[2] - 1
     r_count, r_start = rows.cells()
     c_count, c_start = cols.cells()
-    cmin, cmax = _cell_extremes(logits)
-    thresholds = (mask_threshold + offset, mask_threshold - offset, mask_threshold)
+    gr = oy[:, None] + torch.arange(a, device=dev)  # (G, a) global cell rows
+    gc = ox[:, None] + torch.arange(b, device=dev)  # (G, b)
+    ext = []
+    for fn in (torch.minimum, torch.maximum):
+        two_rows = fn(patches[:, :-1], patches[:, 1:])
+        ext.append(fn(two_rows[:, :, :-1], two_rows[:, :, 1:]))  # (G, a, b)
+    cmin, cmax = ext
     full = [cmin > t for t in thresholds]
     crossed = [(cmax > t) ^ f for t, f in zip(thresholds, full)]  # cmin <= t < cmax
-    if bool((r_count == 0).any()) or bool((c_count == 0).any()):  # downsampling: empty cells
-        has_pixels = (r_count[:, None] > 0) & (c_count[None, :] > 0)  # (h, w)
-        full = [f & has_pixels for f in full]
-        crossed = [c & has_pixels for c in crossed]
-    del cmin, cmax
-    # pixels of whole cells: sum over cells of rows x columns; a row's sum is at most the
-    # output width (exact in float32), the total at most H x W (exact in float64)
-    r_w, c_w = r_count.to(torch.float64), c_count.to(torch.float32)
-    counts = [((f.to(torch.float32) @ c_w).double() @ r_w).round().to(torch.int64)
-              for f in full[:2]]
+    rc, cc_ = r_count[gr], c_count[gc]
+    if bool((rc == 0).any()) or bool((cc_ == 0).any()):  # downsampling: cells without pixels
+        has = (rc > 0)[:, :, None] & (cc_ > 0)[:, None, :]
+        full = [f & has for f in full]
+        crossed = [c & has for c in crossed]
+        cmin = cmin.masked_fill(~has, float("-inf"))
+    del cmax, ext
+    # pixels of whole cells: a row's sum is at most the output width (exact in float32), the
+    # total at most H x W (exact in float64)
+    c_w, r_w = cc_.to(torch.float32)[:, :, None], rc.to(torch.float64)
+    counts = [(torch.bmm(f.to(torch.float32), c_w)[:, :, 0].double() * r_w).sum(dim=1)
+              .round().to(torch.int64) for f in full[:2]]
 
     # pixels of the crossed cells, interpolated exactly
-    cells = torch.nonzero(crossed[0] | crossed[1] | crossed[2])  # (M, 3): k, r, c
-    kk, rr, cc = cells[:, 0], cells[:, 1], cells[:, 2]
-    ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
-
+    cells = torch.nonzero(crossed[0] | crossed[1] | crossed[2])  # (M, 3): g, local r, local c
+    g, lr, lc = cells[:, 0], cells[:, 1], cells[:, 2]
+    rr, cc = gr[g, lr], gc[g, lc]
+    ys, xs, valid, up = _cell_pixels(logits, rows, cols, idx[g], rr, cc)
+    up.masked_fill_(~valid, float("-inf"))  # padding pixels: below every threshold
     for j in range(2):
-        here = (up > thresholds[j]) & valid & crossed[j][kk, rr, cc][:, None, None]
-        counts[j] = counts[j].index_add(0, kk, here.sum(dim=(1, 2)))
+        here = (up > thresholds[j]).sum(dim=(1, 2)) * crossed[j][g, lr, lc]
+        counts[j] = counts[j].index_add(0, g, here)
     stability = counts[0].to(torch.float32) / counts[1].to(torch.float32)
 
     # boxes of `> mask_threshold`: whole cells above it, then the crossed cells' pixels
     big = torch.iinfo(torch.int64).max
-    f = full[2]
-    any_r, any_c = f.any(dim=2), f.any(dim=1)  # (K, h), (K, w)
-    idx_h, idx_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
-    first_r = torch.where(any_r, idx_h, h).amin(dim=1)
-    last_r = torch.where(any_r, idx_h, -1).amax(dim=1)
-    first_c = torch.where(any_c, idx_w, w).amin(dim=1)
-    last_c = torch.where(any_c, idx_w, -1).amax(dim=1)
+    first_r, last_r = _first_last(cmin.amax(dim=2) > thresholds[2])
+    first_c, last_c = _first_last(cmin.amax(dim=1) > thresholds[2])
     has_full = last_r >= 0
-    fr, lr = first_r.clamp(max=h - 1), last_r.clamp(min=0)
-    fc, lc = first_c.clamp(max=w - 1), last_c.clamp(min=0)
+    ar = torch.arange(g_n, device=dev)
+    fr = gr[ar, first_r.clamp(max=a - 1)]
+    lr_ = gr[ar, last_r.clamp(min=0)]
+    fc = gc[ar, first_c.clamp(max=b - 1)]
+    lc_ = gc[ar, last_c.clamp(min=0)]
     y_lo = torch.where(has_full, r_start[fr], big)
-    y_hi = torch.where(has_full, r_start[lr] + r_count[lr] - 1, -1)
+    y_hi = torch.where(has_full, r_start[lr_] + r_count[lr_] - 1, -1)
     x_lo = torch.where(has_full, c_start[fc], big)
-    x_hi = torch.where(has_full, c_start[lc] + c_count[lc] - 1, -1)
-    above = (up > thresholds[2]) & valid & crossed[2][kk, rr, cc][:, None, None]  # (M, br, bc)
-    row_hit, col_hit = above.any(dim=2), above.any(dim=1)  # (M, br), (M, bc)
-    y_lo = y_lo.scatter_reduce(0, kk, torch.where(row_hit, ys, big).amin(dim=1), "amin")
-    y_hi = y_hi.scatter_reduce(0, kk, torch.where(row_hit, ys, -1).amax(dim=1), "amax")
-    x_lo = x_lo.scatter_reduce(0, kk, torch.where(col_hit, xs, big).amin(dim=1), "amin")
-    x_hi = x_hi.scatter_reduce(0, kk, torch.where(col_hit, xs, -1).amax(dim=1), "amax")
+    x_hi = torch.where(has_full, c_start[lc_] + c_count[lc_] - 1, -1)
+    sel = crossed[2][g, lr, lc][:, None]
+    row_hit = (up.amax(dim=2) > thresholds[2]) & sel  # (M, br)
+    col_hit = (up.amax(dim=1) > thresholds[2]) & sel  # (M, bc)
+    y_lo = y_lo.scatter_reduce(0, g, torch.where(row_hit, ys, big).amin(dim=1), "amin")
+    y_hi = y_hi.scatter_reduce(0, g, torch.where(row_hit, ys, -1).amax(dim=1), "amax")
+    x_lo = x_lo.scatter_reduce(0, g, torch.where(col_hit, xs, big).amin(dim=1), "amin")
+    x_hi = x_hi.scatter_reduce(0, g, torch.where(col_hit, xs, -1).amax(dim=1), "amax")
     boxes = torch.stack([x_lo, y_lo, x_hi, y_hi], dim=1)
     return stability, torch.where((y_hi >= 0)[:, None], boxes, torch.zeros_like(boxes))
 

@@ -49,7 +49,7 @@ UPSAMPLE_CHUNK = 8  # candidates upsampled to full resolution at once (8 x H x W
 # crops of at least this many pixels get their stability scores by cells
 # (amg.stability_and_boxes) rather than from fully upsampled logits: 3x faster at 1200x1800
 BY_CELLS_MIN_PIXELS = 512 * 512
-CELL_CHUNK = 32  # candidates whose stability is counted by cells at once (8 MiB per tensor)
+CELL_CHUNK = 32  # candidates whose stability is counted by cells at once (<= 8 MiB per tensor)
 DECODER_CHUNK = 16  # prompts decoded at once: bounds decoder memory and the delay of a stop
 # prompts per PointDecoder call: its (chunk, 4096, 256) tensors then stay below glibc's mmap
 # threshold and in cache (measured per point, 1 thread: 4 -> 59 ms, 8 -> 62, 16 -> 64, 32 -> 67)
@@ -295,13 +295,8 @@ class _Run:
         p = self.params
         rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
         cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
-        stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
-        for start in range(0, len(index), CELL_CHUNK):
-            s, b = amg.stability_and_boxes(logits[index[start:start + CELL_CHUNK]], rows, cols,
-                                           p.mask_threshold, p.stability_score_offset)
-            stabs.append(s)
-            boxes.append(b)
-        return torch.cat(stabs), torch.cat(boxes)
+        return amg.stability_and_boxes(logits[index], rows, cols, p.mask_threshold,
+                                       p.stability_score_offset, chunk=CELL_CHUNK)
 
     # -- one crop ------------------------------------------------------------------------------
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,

@@ -158,13 +158,13 @@ class PointDecoder:
         return out.reshape(bsz, m, 4 * h, 4 * w)
 
     # -- attention pieces ----------------------------------------------------------------------
-    def _token_to_image(self, attn, q_in: torch.Tensor, keys: torch.Tensor,
-                        kp: Optional[torch.Tensor] = None) -> torch.Tensor:
+    @staticmethod
+    def _token_to_image(attn, q_in: torch.Tensor, keys: torch.Tensor,
+                        kp: torch.Tensor) -> torch.Tensor:
         """``attn(q=q_in, k=kp, v=keys)`` for few queries against many image tokens.
 
-        Without ``kp`` the keys are ``keys + pe``, and the positional part of the scores is one
-        product of all prompts' queries with the shared ``pe`` (cheaper than adding ``pe`` to
-        every prompt's ``(N, C)`` tokens when there are few queries).
+        The key projection's bias adds a constant to each query's scores, which the softmax over
+        the image tokens ignores: it is left out.
         """
         h = attn.num_heads
         bsz, t, _ = q_in.shape
@@ -173,13 +173,7 @@ class PointDecoder:
         q = _heads(_linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         wk = attn.k_proj.weight.reshape(h, d, c)
         folded = torch.einsum("bhtd,hdc->bhtc", q, wk).reshape(bsz, h * t, c)
-        bias = torch.einsum("bhtd,hd->bht", q, attn.k_proj.bias.reshape(h, d))
-        scores = torch.baddbmm(bias.reshape(bsz, h * t, 1), folded,
-                               (keys if kp is None else kp).transpose(1, 2))
-        if kp is None:
-            n = keys.shape[1]
-            scores.view(bsz * h * t, n).addmm_(folded.reshape(bsz * h * t, c), self.pe[0].t())
-        probs = torch.softmax(scores, dim=-1)  # (B, H*T, N)
+        probs = torch.softmax(torch.bmm(folded, kp.transpose(1, 2)), dim=-1)  # (B, H*T, N)
         mixed = torch.bmm(probs, keys).reshape(bsz, h, t, c)
         wv = attn.v_proj.weight.reshape(h, d, c)
         out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
@@ -230,12 +224,13 @@ class PointDecoder:
 
     # -- decoding ------------------------------------------------------------------------------
     def transformer(self, sparse: torch.Tensor
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    ) -> Tuple[torch.Tensor, torch.Tensor, "_ImageTokens"]:
         """The two-way transformer's layers for B prompts, without the final attention.
 
         Returns:
             output tokens ``(B, T, C)`` (before the final token-to-image attention), the prompt
-            tokens ``(B, T, C)`` (their positional encoding) and image tokens ``(B, N, C)``.
+            tokens ``(B, T, C)`` (their positional encoding) and the image tokens, kept before
+            the last layer norm (:class:`_ImageTokens`).
         """
         t = self.t
         bsz = sparse.shape[0]
@@ -245,50 +240,83 @@ class PointDecoder:
         first = t.layers[0]
         q = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
         a = first.cross_attn_token_to_image
-        qh = _heads(_linear(q + tokens, a.q_proj), a.num_heads)
-        o = F.scaled_dot_product_attention(qh, self.k0.expand(bsz, -1, -1, -1),
-                                           self.v0.expand(bsz, -1, -1, -1))
-        q = first.norm2(q + _linear(_merge(o), a.out_proj))
+        # all prompts' queries in one attention against the shared keys and values
+        n_tok = tokens.shape[1]
+        qh = _heads(_linear(q + tokens, a.q_proj).reshape(1, bsz * n_tok, -1), a.num_heads)
+        o = F.scaled_dot_product_attention(qh, self.k0, self.v0)  # (1, H, B*T, d)
+        o = _merge(o).reshape(bsz, n_tok, -1)
+        q = first.norm2(q + _linear(o, a.out_proj))
         q = first.norm3(q + first.mlp(q))
-        keys = first.norm4(self._image_to_token(
-            first.cross_attn_image_to_token, self.qi0_t, q + tokens, q, self.keys0b))
+        x = self._image_to_token(first.cross_attn_image_to_token, self.qi0_t, q + tokens, q,
+                                 self.keys0b)
+        norm = first.norm4
 
         # further layers: per-prompt image tokens
         for layer in t.layers[1:]:
+            keys = norm(x)
             qp = q + tokens
             q = layer.norm1(q + layer.self_attn(q=qp, k=qp, v=q))
             kp = keys + self.pe
             q = layer.norm2(q + self._token_to_image(layer.cross_attn_token_to_image,
                                                      q + tokens, keys, kp))
             q = layer.norm3(q + layer.mlp(q))
-            keys = layer.norm4(self._image_to_token_full(
-                layer.cross_attn_image_to_token, kp, q + tokens, q, keys))
-            del kp
-        return q, tokens, keys
+            x = self._image_to_token_full(layer.cross_attn_image_to_token, kp, q + tokens, q,
+                                          keys)
+            norm = layer.norm4
+            del kp, keys
+        return q, tokens, _ImageTokens(x, norm)
 
-    def final_tokens(self, q: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor,
+    def final_tokens(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens",
                      rows: slice) -> torch.Tensor:
         """The transformer's output tokens ``rows`` after its final token-to-image attention.
 
         That attention and the layer norm after it act on each token separately, so the tokens
         the heads read (the IoU token for the filter, the three multimask tokens for the masks
         that pass it) are computed alone: ``(B, len(rows), C)``.
-        """
-        q, tokens = q[:, rows], tokens[:, rows]
-        return self.t.norm_final_attn(q + self._token_to_image(
-            self.t.final_attn_token_to_image, q + tokens, keys))
 
-    def iou(self, q: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        The image tokens are those before the last layer norm, ``x``: with ``keys = (x - m) r g
+        + b`` (``m``, ``r`` each pixel's mean and inverse deviation), a query's scores are
+        ``r ((w g) . x - m (w . g)) + w . pe`` (plus a constant) and its attention-weighted keys
+        ``g ((p r) x - (p r) . m) + b``, so the normalised ``(B, N, C)`` tokens are never
+        written for prompts that the IoU filter drops.
+        """
+        attn = self.t.final_attn_token_to_image
+        q, tokens = q[:, rows], tokens[:, rows]
+        x, mean, rstd = image.x, image.mean, image.rstd
+        g, beta = image.norm.weight, image.norm.bias
+        h = attn.num_heads
+        bsz, t, _ = q.shape
+        n, c = x.shape[1], x.shape[2]
+        d = attn.internal_dim // h
+        qh = _heads(_linear(q + tokens, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
+        wk = attn.k_proj.weight.reshape(h, d, c)
+        folded = torch.einsum("bhtd,hdc->bhtc", qh, wk).reshape(bsz, h * t, c)
+        fg = folded * g
+        scores = torch.bmm(fg, x.transpose(1, 2))  # (B, H*T, N)
+        scores = scores.sub_(fg.sum(dim=-1, keepdim=True) * mean[:, None, :]).mul_(
+            rstd[:, None, :])
+        # w . b and the key projection's bias are constant over the pixels: the softmax ignores
+        # them
+        scores.view(bsz * h * t, n).addmm_(folded.reshape(bsz * h * t, c), self.pe[0].t())
+        probs = torch.softmax(scores, dim=-1).mul_(rstd[:, None, :])
+        mixed = torch.bmm(probs, x).sub_((probs @ mean[:, :, None]))  # (B, H*T, C)
+        mixed = (mixed * g + beta).reshape(bsz, h, t, c)
+        wv = attn.v_proj.weight.reshape(h, d, c)
+        out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
+        return self.t.norm_final_attn(q + _linear(_merge(out), attn.out_proj))
+
+    def iou(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens") -> torch.Tensor:
         """Predicted IoU ``(B, 3)`` of the multimask outputs (reads the IoU token only)."""
         s = self.s
-        out = self.final_tokens(q, tokens, keys, slice(s, s + 1))
+        out = self.final_tokens(q, tokens, image, slice(s, s + 1))
         return self.dec.iou_prediction_head(out[:, 0])[:, 1:]
 
-    def hyper(self, q: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def hyper(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens"
+              ) -> torch.Tensor:
         """Hypernetwork vectors ``(B, 3, c8)`` of the multimask tokens 1..3."""
         dec, s = self.dec, self.s
         first = s + 2  # token s is the IoU token, s + 1 the single-mask token
-        out = self.final_tokens(q, tokens, keys, slice(first, s + 1 + dec.num_mask_tokens))
+        out = self.final_tokens(q, tokens, image, slice(first, s + 1 + dec.num_mask_tokens))
         return torch.stack([dec.output_hypernetworks_mlps[i](out[:, i - 1])
                             for i in range(1, dec.num_mask_tokens)], dim=1)
 
@@ -300,9 +328,9 @@ class PointDecoder:
             low-resolution logits ``(B, 3, 256, 256)`` and predicted IoU ``(B, 3)``, as
             ``model.sam_mask_decoder(..., multimask_output=True)`` returns them.
         """
-        q, tokens, keys = self.transformer(sparse)
-        return (self._upscale_and_project(keys, self.hyper(q, tokens, keys)),
-                self.iou(q, tokens, keys))
+        q, tokens, image = self.transformer(sparse)
+        return (self._upscale_and_project(image.keys(), self.hyper(q, tokens, image)),
+                self.iou(q, tokens, image))
 
     @torch.no_grad()
     def decode_above(self, sparse: torch.Tensor, iou_thresh: float
@@ -319,17 +347,40 @@ class PointDecoder:
             ``__call__``'s outputs flattened (``3 * prompt + mask``), increasing; their
             logits ``(K, 256, 256)`` and IoU ``(K,)``, equal to ``__call__``'s for them.
         """
-        q, tokens, keys = self.transformer(sparse)
-        iou = self.iou(q, tokens, keys).flatten()
+        q, tokens, image = self.transformer(sparse)
+        iou = self.iou(q, tokens, image).flatten()
         index = torch.nonzero(iou > iou_thresh)[:, 0]
         if len(index) == 0:
             h, w = self.hw
             return index, iou.new_zeros((0, 4 * h, 4 * w)), iou[index]
         prompt = index // 3
         used, local = torch.unique(prompt, return_inverse=True)
-        hyper = self.hyper(q[used], tokens[used], keys[used])
-        logits = self._upscale_and_project(keys[used], hyper, local, index % 3)
+        image = image.select(used)
+        hyper = self.hyper(q[used], tokens[used], image)
+        logits = self._upscale_and_project(image.keys(), hyper, local, index % 3)
         return index, logits, iou[index]
+
+
+class _ImageTokens:
+    """The decoder's image tokens ``x`` ``(B, N, C)`` before the last layer norm ``norm``, with
+    each pixel's mean and inverse standard deviation ``(B, N)`` (as ``norm`` computes them)."""
+
+    def __init__(self, x: torch.Tensor, norm: torch.nn.LayerNorm,
+                 stats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        self.x, self.norm = x, norm
+        if stats is None:
+            # E[x^2] - E[x]^2 from two fast reductions (torch.var_mean is 10x slower on CPU)
+            mean = x.mean(dim=-1)
+            square = torch.linalg.vector_norm(x, dim=-1).square_().div_(x.shape[-1])
+            stats = mean, torch.rsqrt((square - mean * mean).clamp_(min=0.0) + norm.eps)
+        self.mean, self.rstd = stats
+
+    def select(self, index: torch.Tensor) -> "_ImageTokens":
+        return _ImageTokens(self.x[index], self.norm, (self.mean[index], self.rstd[index]))
+
+    def keys(self) -> torch.Tensor:
+        """The normalised image tokens ``norm(x)``."""
+        return self.norm(self.x)
 
 
 def _softmax_tokens(scores: torch.Tensor) -> torch.Tensor:
