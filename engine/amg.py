@@ -155,6 +155,63 @@ def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
     return ys, xs, valid, up
 
 
+def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+              kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor,
+              thresholds: Sequence[float]) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor,
+                                                                              torch.Tensor]]]:
+    """For each output row of M cells ``(kk, rr, cc)``, the run of its pixels above each
+    threshold, without interpolating the pixels.
+
+    Along an output row, inside one cell, the interpolated value is ``A + B w`` with ``w`` the
+    pixel's column weight (PyTorch's ``w1``), which increases with the column: the pixels above a
+    threshold are the ones whose weight is above (``B > 0``) or below (``B < 0``) one value: a
+    run at one end of the cell, whose length is counted by comparing weights, not values.
+    Decided in float64: a pixel whose float32 value is within rounding of the threshold may be
+    classified differently from PyTorch's kernel.
+
+    Returns:
+        ``ys`` ``(M, br)`` (the cells' output rows, padded to the tallest cell) and, per
+        threshold, ``(first, last)`` ``(M, br)`` output columns of the run (``last < first``
+        when empty, always so on padding rows).
+    """
+    _, h, w = logits.shape
+    dev = logits.device
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    br = max(int(r_count.max()), 1)
+    ys = r_start[rr, None] + torch.arange(br, device=dev)  # (M, br)
+    valid = ys < (r_start + r_count)[rr, None]
+    ys = ys.clamp(max=len(rows.i0) - 1)
+    r1, c1 = (rr + 1).clamp(max=h - 1), (cc + 1).clamp(max=w - 1)
+    a, b = logits[kk, rr, cc].double()[:, None], logits[kk, rr, c1].double()[:, None]
+    c, d = logits[kk, r1, cc].double()[:, None], logits[kk, r1, c1].double()[:, None]
+    wy0, wy1 = rows.w0[ys].double(), rows.w1[ys].double()
+    base = wy0 * a + wy1 * c  # value at w = 0
+    slope = wy0 * (b - a) + wy1 * (d - c)
+    start = c_start[cc, None].expand_as(ys)
+    end = (c_start + c_count)[cc, None].expand_as(ys)  # one past the cell's last column
+    bc = max(int(c_count.max()), 1)
+    xs = c_start[cc, None] + torch.arange(bc, device=dev)  # (M, bc)
+    valid_x = xs < (c_start + c_count)[cc, None]
+    weight = cols.w1[xs.clamp(max=len(cols.i0) - 1)].double()
+    # above t  <=>  sign(B) w > sign(B) (t - A) / B: one comparison per pixel and threshold,
+    # with PyTorch's own column weights; padding columns never count
+    sign = torch.sign(slope)
+    signed = (weight[:, None, :] * sign[:, :, None]).masked_fill_(~valid_x[:, None, :],
+                                                                  float("-inf"))
+    flat = slope == 0
+    safe = torch.where(flat, torch.ones_like(slope), slope)
+    runs = []
+    for t in thresholds:
+        n = torch.count_nonzero(signed > (sign * (t - base) / safe)[:, :, None], dim=2)
+        n = torch.where(flat, torch.where(base > t, end - start, 0), n)
+        n = torch.where(valid, n, 0)
+        # w increases along the row: the run ends the cell when B > 0, starts it when B < 0
+        first = torch.where(slope > 0, end - n, start)
+        runs.append((first, first + n - 1))
+    return ys, runs
+
+
 def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
                     mask_threshold: float) -> np.ndarray:
     """``F.interpolate(logits, (H, W), mode="bilinear") > mask_threshold`` as ``(K, H, W)``
@@ -202,8 +259,8 @@ def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: Bilinear
     low-resolution grid (source rows ``i0, i1`` and columns ``i0, i1``), so its value lies
     between the minimum and the maximum of the cell's four corners. A cell whose minimum is
     above a threshold has all its output pixels above it; a cell whose maximum is not above it,
-    none. Those pixels are counted by cell; only the pixels of the cells a threshold crosses
-    (the masks' contours) are interpolated, with PyTorch's weights, horizontal then vertical.
+    none. Those pixels are counted by cell; in the cells a threshold crosses (the masks'
+    contours) the pixels above it are counted by runs along each output row (:func:`_row_runs`).
     Cells are only examined inside each mask's window (the rows and columns with a value above
     the lowest threshold); masks of similar window size are processed together, ``chunk`` at a
     time. Counts are the same as on the full upsampled logits, up to values within float
@@ -280,14 +337,14 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     counts = [(torch.bmm(f.to(torch.float32), c_w)[:, :, 0].double() * r_w).sum(dim=1)
               .round().to(torch.int64) for f in full[:2]]
 
-    # pixels of the crossed cells, interpolated exactly
+    # pixels of the crossed cells, by runs along their output rows
     cells = torch.nonzero(crossed[0] | crossed[1] | crossed[2])  # (M, 3): g, local r, local c
     g, lr, lc = cells[:, 0], cells[:, 1], cells[:, 2]
     rr, cc = gr[g, lr], gc[g, lc]
-    ys, xs, valid, up = _cell_pixels(logits, rows, cols, idx[g], rr, cc)
-    up.masked_fill_(~valid, float("-inf"))  # padding pixels: below every threshold
+    ys, runs = _row_runs(logits, rows, cols, idx[g], rr, cc, thresholds)
     for j in range(2):
-        here = (up > thresholds[j]).sum(dim=(1, 2)) * crossed[j][g, lr, lc]
+        first, last = runs[j]
+        here = (last - first + 1).clamp(min=0).sum(dim=1) * crossed[j][g, lr, lc]
         counts[j] = counts[j].index_add(0, g, here)
     stability = counts[0].to(torch.float32) / counts[1].to(torch.float32)
 
@@ -305,13 +362,12 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     y_hi = torch.where(has_full, r_start[lr_] + r_count[lr_] - 1, -1)
     x_lo = torch.where(has_full, c_start[fc], big)
     x_hi = torch.where(has_full, c_start[lc_] + c_count[lc_] - 1, -1)
-    sel = crossed[2][g, lr, lc][:, None]
-    row_hit = (up.amax(dim=2) > thresholds[2]) & sel  # (M, br)
-    col_hit = (up.amax(dim=1) > thresholds[2]) & sel  # (M, bc)
-    y_lo = y_lo.scatter_reduce(0, g, torch.where(row_hit, ys, big).amin(dim=1), "amin")
-    y_hi = y_hi.scatter_reduce(0, g, torch.where(row_hit, ys, -1).amax(dim=1), "amax")
-    x_lo = x_lo.scatter_reduce(0, g, torch.where(col_hit, xs, big).amin(dim=1), "amin")
-    x_hi = x_hi.scatter_reduce(0, g, torch.where(col_hit, xs, -1).amax(dim=1), "amax")
+    first, last = runs[2]
+    hit = (last >= first) & crossed[2][g, lr, lc][:, None]  # (M, br)
+    y_lo = y_lo.scatter_reduce(0, g, torch.where(hit, ys, big).amin(dim=1), "amin")
+    y_hi = y_hi.scatter_reduce(0, g, torch.where(hit, ys, -1).amax(dim=1), "amax")
+    x_lo = x_lo.scatter_reduce(0, g, torch.where(hit, first, big).amin(dim=1), "amin")
+    x_hi = x_hi.scatter_reduce(0, g, torch.where(hit, last, -1).amax(dim=1), "amax")
     boxes = torch.stack([x_lo, y_lo, x_hi, y_hi], dim=1)
     return stability, torch.where((y_hi >= 0)[:, None], boxes, torch.zeros_like(boxes))
 
