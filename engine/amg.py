@@ -197,13 +197,17 @@ def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
     # above t  <=>  sign(B) w > sign(B) (t - A) / B: one comparison per pixel and threshold,
     # with PyTorch's own column weights; padding columns never count
     sign = torch.sign(slope)
-    signed = (weight[:, None, :] * sign[:, :, None]).masked_fill_(~valid_x[:, None, :],
-                                                                  float("-inf"))
     flat = slope == 0
     safe = torch.where(flat, torch.ones_like(slope), slope)
+    limits = [sign * (t - base) / safe for t in thresholds]  # (M, br) each
+    counted = [torch.zeros_like(ys) for _ in thresholds]
+    for part in _cell_chunks(len(cc), rows, cols):
+        signed = (weight[part, None, :] * sign[part, :, None]).masked_fill_(
+            ~valid_x[part, None, :], float("-inf"))
+        for j in range(len(thresholds)):
+            counted[j][part] = torch.count_nonzero(signed > limits[j][part, :, None], dim=2)
     runs = []
-    for t in thresholds:
-        n = torch.count_nonzero(signed > (sign * (t - base) / safe)[:, :, None], dim=2)
+    for t, n in zip(thresholds, counted):
         n = torch.where(flat, torch.where(base > t, end - start, 0), n)
         n = torch.where(valid, n, 0)
         # w increases along the row: the run ends the cell when B > 0, starts it when B < 0
@@ -231,8 +235,8 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
     # columns by repeating, then whole rows by taking (contiguous copies)
     masks = np.take(full.numpy().repeat(c_count.numpy(), axis=2), rows.i0.numpy(), axis=1)
     cells = torch.nonzero(crossed)
-    if len(cells):
-        kk, rr, cc = cells[:, 0], cells[:, 1], cells[:, 2]
+    for part in _cell_chunks(len(cells), rows, cols):
+        kk, rr, cc = cells[part, 0], cells[part, 1], cells[part, 2]
         ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
         shape = up.shape
         k_all = kk[:, None, None].expand(shape)[valid]
@@ -240,6 +244,16 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
         x_all = xs[:, None, :].expand(shape)[valid]
         masks[k_all.numpy(), y_all.numpy(), x_all.numpy()] = (up > mask_threshold)[valid].numpy()
     return masks
+
+
+PIXEL_BUDGET = 1 << 21  # pixels of crossed cells handled at once (bounds memory at any scale)
+
+
+def _cell_chunks(n_cells: int, rows: BilinearAxis, cols: BilinearAxis) -> List[slice]:
+    """Slices of ``n_cells`` cells holding at most :data:`PIXEL_BUDGET` padded pixels each."""
+    per_cell = max(int(rows.cells()[0].max()), 1) * max(int(cols.cells()[0].max()), 1)
+    step = max(PIXEL_BUDGET // per_cell, 1)
+    return [slice(i, i + step) for i in range(0, n_cells, step)]
 
 
 def _first_last(hit: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

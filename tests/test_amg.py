@@ -293,3 +293,18 @@ def test_point_decoder_early_iou_filter_equals_full_decoding_then_filter(tiny_mo
     # the median splits the candidates: some pass, some do not, and some prompts are skipped
     passed = flat_iou > median
     assert 0 < passed.sum() < len(passed)
+
+
+def test_cells_in_small_chunks_give_the_same_answer(monkeypatch):
+    """Crossed cells are handled PIXEL_BUDGET pixels at a time (memory bound at 8000 px and
+    beyond): a tiny budget, many chunks, the same stability, boxes and masks."""
+    logits = _varied_logits()[20:]
+    rows, cols = amg.BilinearAxis(256, 700), amg.BilinearAxis(256, 900)
+    s_ref, b_ref = amg.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
+    m_ref = amg.upsampled_masks(logits, rows, cols, 0.0)
+    monkeypatch.setattr(amg, "PIXEL_BUDGET", 64)
+    assert len(amg._cell_chunks(1000, rows, cols)) > 100
+    s, b = amg.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
+    assert torch.equal(b, b_ref)
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=0, equal_nan=True)
+    assert np.array_equal(amg.upsampled_masks(logits, rows, cols, 0.0), m_ref)
