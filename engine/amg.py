@@ -102,27 +102,25 @@ class BilinearAxis:
         count = torch.bincount(self.i0, minlength=self.n_in)
         return count, torch.cumsum(count, 0) - count
 
-    def window(self, active: torch.Tensor) -> Tuple[int, int]:
-        """Output range ``[a, b)`` whose source rows include an ``active`` one (``(0, 0)`` if none)."""
-        hit = torch.nonzero(active[self.i0] | active[self.i1])
-        if len(hit) == 0:
-            return 0, 0
-        return int(hit[0, 0]), int(hit[-1, 0]) + 1
 
 
-def _cell_extremes(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Minimum and maximum of each cell's four corners ``(j, j + 1) x (i, i + 1)`` (the last
-    row and column of cells have a single source row or column): ``(K, h, w)`` each."""
+def _corner_extremes(patches: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum of each cell's four corners: ``(K, a+1, b+1)`` source values give
+    ``(K, a, b)`` cells, cell ``(j, i)`` spanning sources ``(j, j + 1) x (i, i + 1)``."""
     out = []
     for fn in (torch.minimum, torch.maximum):
-        rows = torch.empty_like(logits)
-        fn(logits[:, :-1], logits[:, 1:], out=rows[:, :-1])
-        rows[:, -1] = logits[:, -1]
-        cells = torch.empty_like(logits)
-        fn(rows[:, :, :-1], rows[:, :, 1:], out=cells[:, :, :-1])
-        cells[:, :, -1] = rows[:, :, -1]
-        out.append(cells)
+        two_rows = fn(patches[:, :-1], patches[:, 1:])
+        out.append(fn(two_rows[:, :, :-1], two_rows[:, :, 1:]))
     return out[0], out[1]
+
+
+def _with_next(logits: torch.Tensor) -> torch.Tensor:
+    """``(K, h+1, w+1)``: the logits with their last row and column repeated (the grid's last
+    cells have a single source row or column)."""
+    _, h, w = logits.shape
+    ry = torch.arange(h + 1, device=logits.device).clamp(max=h - 1)
+    rx = torch.arange(w + 1, device=logits.device).clamp(max=w - 1)
+    return logits[:, ry][:, :, rx]
 
 
 def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
@@ -228,7 +226,7 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
     up to values within float rounding of the threshold.
     """
     c_count, _ = cols.cells()
-    cmin, cmax = _cell_extremes(logits)
+    cmin, cmax = _corner_extremes(_with_next(logits))
     full = cmin > mask_threshold
     crossed = (cmax > mask_threshold) ^ full
     del cmin, cmax
@@ -331,11 +329,7 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     c_count, c_start = cols.cells()
     gr = oy[:, None] + torch.arange(a, device=dev)  # (G, a) global cell rows
     gc = ox[:, None] + torch.arange(b, device=dev)  # (G, b)
-    ext = []
-    for fn in (torch.minimum, torch.maximum):
-        two_rows = fn(patches[:, :-1], patches[:, 1:])
-        ext.append(fn(two_rows[:, :, :-1], two_rows[:, :, 1:]))  # (G, a, b)
-    cmin, cmax = ext
+    cmin, cmax = _corner_extremes(patches)  # (G, a, b)
     full = [cmin > t for t in thresholds]
     crossed = [(cmax > t) ^ f for t, f in zip(thresholds, full)]  # cmin <= t < cmax
     rc, cc_ = r_count[gr], c_count[gc]
@@ -344,7 +338,7 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
         full = [f & has for f in full]
         crossed = [c & has for c in crossed]
         cmin = cmin.masked_fill(~has, float("-inf"))
-    del cmax, ext
+    del cmax
     # pixels of whole cells: a row's sum is at most the output width (exact in float32), the
     # total at most H x W (exact in float64)
     c_w, r_w = cc_.to(torch.float32)[:, :, None], rc.to(torch.float64)

@@ -11,17 +11,17 @@ Both return the same masks for the same weights and parameters. Ours gets there 
 * each decoder batch is filtered by predicted IoU *before* anything is upsampled; the stability
   score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
   full-resolution logits of the survivors only: small crops upsample them in chunks of
-  :data:`UPSAMPLE_CHUNK`; large ones count whole low-resolution cells and interpolate only the
-  pixels of the cells a threshold crosses (:func:`engine.amg.stability_and_boxes`, same counts
-  up to float rounding at a threshold);
+  :data:`UPSAMPLE_CHUNK`; large ones count whole low-resolution cells and, in the cells a
+  threshold crosses, runs of pixels along each output row (:func:`engine.amg.stability_and_boxes`,
+  same counts up to float rounding at a threshold);
 * survivors are kept as their 256x256 low-resolution logits (256 KiB each), never as full-resolution
   masks or run-length encodings; NMS needs only boxes and scores;
 * full-resolution masks are made once, at the end, for the masks that survived NMS, directly at the
   original image size (from the logits, also when ``input_size_percent`` < 100), by cells as
   well (:func:`engine.amg.upsampled_masks`);
 * the mask decoder runs as :class:`engine.decoder.PointDecoder` (same function, reordered) in
-  chunks of :data:`POINT_DECODER_CHUNK` prompts (other decoders: :data:`DECODER_CHUNK`), so memory is bounded by ``points_per_batch``
-  and a stop request is honoured within one chunk;
+  chunks of :data:`POINT_DECODER_CHUNK` prompts (other decoders: :data:`DECODER_CHUNK`), so
+  memory is bounded by ``points_per_batch`` and a stop request is honoured within one chunk;
 * ``min_mask_region_area`` uses OpenCV on the CPU (Meta's ``postprocess_small_regions``
   semantics), not SAM 2's CUDA extension.
 """
@@ -290,8 +290,8 @@ class _Run:
 
     def _stability_by_cells(self, logits: torch.Tensor, index: torch.Tensor,
                             crop_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`_stability_upsampled`, interpolating only the pixels of the low-resolution
-        cells a threshold crosses (:func:`engine.amg.stability_and_boxes`), in chunks."""
+        """As :meth:`_stability_upsampled`, counted on the low-resolution grid
+        (:func:`engine.amg.stability_and_boxes`), :data:`CELL_CHUNK` candidates at a time."""
         p = self.params
         rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
         cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)

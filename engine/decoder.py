@@ -88,7 +88,6 @@ class PointDecoder:
         # a transposed layout here would make every (B, N, C) tensor below strided (copies)
         keys0 = (image_embed + no_mask).flatten(2).transpose(1, 2).contiguous()
         self.pe = pe.flatten(2).transpose(1, 2).contiguous()
-        self.keys0 = keys0
         first = t.layers[0]
         kp0 = keys0 + self.pe
         a = first.cross_attn_token_to_image
