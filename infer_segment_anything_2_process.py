@@ -191,13 +191,13 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
 
     def _segment(self, image: np.ndarray, prompt: Prompt, values: Dict) -> Segmentation:
         scale = values["input_size_percent"] / 100.0
+        should_stop = lambda: self._stop_requested  # noqa: E731
         if not prompt.is_empty:
             return self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
-                                               values["mask_threshold"])
+                                               values["mask_threshold"], should_stop)
         return self.session.segment_automatic(
             image, _automatic_params(values), scale,
-            on_batch=lambda done, total: self.emit_step_progress(),
-            should_stop=lambda: self._stop_requested)
+            on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop)
 
 
 def _automatic_params(values: Dict) -> AutomaticParams:

@@ -163,8 +163,14 @@ class _Kept:
 
 
 @contextlib.contextmanager
-def _stoppable_encoder(model, should_stop: StopCheck) -> Iterator[None]:
-    """Let a stop request interrupt the image encoder between two of its blocks."""
+def stoppable_encoder(model, should_stop: Optional[StopCheck]) -> Iterator[None]:
+    """Within this context, a stop request interrupts ``model``'s image encoder between two of
+    its trunk blocks by raising :class:`GenerationCancelled` (no-op when ``should_stop`` is None).
+    """
+    if should_stop is None:
+        yield
+        return
+
     def check(_module, _inputs):
         if should_stop():
             raise GenerationCancelled("stopped during image encoding")
@@ -452,7 +458,7 @@ def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1
     out_hw = image.shape[:2]
     crops = amg.crop_boxes(model_hw, params.crop_n_layers, params.crop_overlap_ratio)
     parts = []
-    with torch.no_grad(), choice.autocast(), _stoppable_encoder(model, run.should_stop):
+    with torch.no_grad(), choice.autocast(), stoppable_encoder(model, run.should_stop):
         for index, (box, layer) in enumerate(crops):
             kept = run.process_crop(small, box, layer, index)
             if kept is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .automatic import AutomaticParams, ProgressCallback, StopCheck, generate
+from .automatic import AutomaticParams, ProgressCallback, StopCheck, generate, stoppable_encoder
 from .loader import DeviceChoice, build_model, select_device
 from .models import get_model_spec
 from .predictor import PromptPredictor
@@ -75,10 +75,25 @@ class Sam2Session:
     def unload(self) -> None:
         self.model, self.predictor, self.key = None, None, None
 
+    def set_image(self, image: np.ndarray, scale: float = 1.0,
+                  should_stop: Optional[StopCheck] = None) -> bool:
+        """Encode ``image`` (HWC RGB uint8) for both modes unless the cached embedding matches.
+
+        The encoder is the longest step of a run on CPU, so ``should_stop`` is polled between
+        its blocks: when it turns true, :class:`engine.automatic.GenerationCancelled` is raised
+        and the cache is left empty. Returns True when the image was encoded.
+        """
+        with stoppable_encoder(self.model, should_stop):
+            return self.predictor.set_image(image, scale)
+
     def segment_prompt(self, image: np.ndarray, prompt: Prompt, scale: float = 1.0,
-                       multimask: bool = False, mask_threshold: float = 0.0) -> Segmentation:
-        """Prompt mode on an HWC RGB uint8 image (embedding cached across calls)."""
-        self.predictor.set_image(image, scale)
+                       multimask: bool = False, mask_threshold: float = 0.0,
+                       should_stop: Optional[StopCheck] = None) -> Segmentation:
+        """Prompt mode on an HWC RGB uint8 image (embedding cached across calls).
+
+        ``should_stop`` can interrupt the image encoding (see :meth:`set_image`).
+        """
+        self.set_image(image, scale, should_stop)
         return self.predictor.predict(prompt, multimask, mask_threshold)
 
     def segment_automatic(self, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
@@ -86,10 +101,11 @@ class Sam2Session:
                           should_stop: Optional[StopCheck] = None) -> Segmentation:
         """Automatic mode on an HWC RGB uint8 image (:func:`engine.automatic.generate`).
 
-        ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true
-        the run ends with :class:`engine.automatic.GenerationCancelled`.
+        ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true,
+        during the image encoding or the decoding, the run ends with
+        :class:`engine.automatic.GenerationCancelled`.
         """
-        self.predictor.set_image(image, scale)  # cached: shared with prompt mode
+        self.set_image(image, scale, should_stop)  # cached: shared with prompt mode
         return generate(self.model, image, params, scale, self.device_choice,
                         on_batch=on_batch, should_stop=should_stop,
                         embedding=self.predictor.embedding)
