@@ -17,6 +17,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 CROP_EDGE_TOLERANCE = 20.0  # pixels: a box this close to an inner crop edge is cut by the crop
 
@@ -91,10 +92,32 @@ class BilinearAxis:
         self.i1 = (self.i0 + 1).clamp(max=in_size - 1)
         self.w1 = src - self.i0.to(torch.float32)
         self.w0 = 1.0 - self.w1
+        self.src = src  # = i0 + w1, never decreasing
+        self.scale = float(scale)
         self.n_in = in_size
         if device is not None:
-            for name in ("i0", "i1", "w0", "w1"):
+            for name in ("i0", "i1", "w0", "w1", "src"):
                 setattr(self, name, getattr(self, name).to(device))
+
+    def search(self, v: torch.Tensor, right) -> torch.Tensor:
+        """``torch.searchsorted(src, v, right=right)`` without a binary search: the index of the
+        first output position whose source position is ``>= v`` (``> v`` where ``right``), or
+        the output size. ``right`` is a bool or a bool tensor broadcast with ``v`` (float64).
+
+        Estimated from the scale, then corrected against ``src`` itself: the estimate is off by
+        at most one where rounding meets an integer; below ``src[0]`` (where ``src`` is clamped
+        at 0) every position qualifies.
+        """
+        n = len(self.src)
+        src = self.src.double()
+        right = torch.as_tensor(right, device=v.device)
+        est = (v.clamp(min=0.0) + 0.5) / self.scale - 0.5
+        x = torch.where(right, torch.floor(est) + 1, torch.ceil(est)).clamp(0, n).long()
+        x = x.masked_fill_(torch.where(right, v < src[0], v <= src[0]), 0)
+        prev = src[(x - 1).clamp(min=0)]
+        x -= ((x > 0) & torch.where(right, prev > v, prev >= v)).long()
+        cur = src[x.clamp(max=n - 1)]
+        return x + ((x < n) & torch.where(right, cur <= v, cur < v)).long()
 
     def cells(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """For each source index ``j``: how many output indices interpolate from ``j`` and
@@ -154,23 +177,24 @@ def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
 
 
 def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
-              kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor,
-              thresholds: Sequence[float]) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor,
-                                                                              torch.Tensor]]]:
-    """For each output row of M cells ``(kk, rr, cc)``, the run of its pixels above each
-    threshold, without interpolating the pixels.
+              kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor, t: float
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each output row of M cells ``(kk, rr, cc)``, the run of its pixels above ``t``,
+    without interpolating the pixels.
 
-    Along an output row, inside one cell, the interpolated value is ``A + B w`` with ``w`` the
-    pixel's column weight (PyTorch's ``w1``), which increases with the column: the pixels above a
-    threshold are the ones whose weight is above (``B > 0``) or below (``B < 0``) one value: a
-    run at one end of the cell, whose length is counted by comparing weights, not values.
-    Decided in float64: a pixel whose float32 value is within rounding of the threshold may be
-    classified differently from PyTorch's kernel.
+    Along an output row, inside cell column ``j``, the interpolated value is ``A + B w`` with
+    ``w`` the pixel's column weight (PyTorch's ``w1``), and ``w = src - j`` where ``src`` (the
+    pixel's source position) never decreases along the row. The pixels above ``t`` are those
+    with ``w > (t - A) / B`` (``B > 0``: a run that ends the cell) or ``w < (t - A) / B``
+    (``B < 0``: a run that starts it): one search of ``j + (t - A) / B`` in ``src``
+    (:meth:`BilinearAxis.search`) per row gives the run, whatever the cell's width. Decided in
+    float64: a pixel whose float32 value is within rounding of the threshold may be classified
+    differently from PyTorch's kernel.
 
     Returns:
-        ``ys`` ``(M, br)`` (the cells' output rows, padded to the tallest cell) and, per
-        threshold, ``(first, last)`` ``(M, br)`` output columns of the run (``last < first``
-        when empty, always so on padding rows).
+        ``ys`` ``(M, br)`` (the cells' output rows, padded to the tallest cell) and ``first``,
+        ``last`` ``(M, br)``: the output columns of the run (``last < first`` when empty, always
+        so on padding rows).
     """
     _, h, w = logits.shape
     dev = logits.device
@@ -180,38 +204,30 @@ def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
     ys = r_start[rr, None] + torch.arange(br, device=dev)  # (M, br)
     valid = ys < (r_start + r_count)[rr, None]
     ys = ys.clamp(max=len(rows.i0) - 1)
-    r1, c1 = (rr + 1).clamp(max=h - 1), (cc + 1).clamp(max=w - 1)
-    a, b = logits[kk, rr, cc].double()[:, None], logits[kk, rr, c1].double()[:, None]
-    c, d = logits[kk, r1, cc].double()[:, None], logits[kk, r1, c1].double()[:, None]
-    wy0, wy1 = rows.w0[ys].double(), rows.w1[ys].double()
-    base = wy0 * a + wy1 * c  # value at w = 0
-    slope = wy0 * (b - a) + wy1 * (d - c)
-    start = c_start[cc, None].expand_as(ys)
-    end = (c_start + c_count)[cc, None].expand_as(ys)  # one past the cell's last column
-    bc = max(int(c_count.max()), 1)
-    xs = c_start[cc, None] + torch.arange(bc, device=dev)  # (M, bc)
-    valid_x = xs < (c_start + c_count)[cc, None]
-    weight = cols.w1[xs.clamp(max=len(cols.i0) - 1)].double()
-    # above t  <=>  sign(B) w > sign(B) (t - A) / B: one comparison per pixel and threshold,
-    # with PyTorch's own column weights; padding columns never count
-    sign = torch.sign(slope)
-    flat = slope == 0
-    safe = torch.where(flat, torch.ones_like(slope), slope)
-    limits = [sign * (t - base) / safe for t in thresholds]  # (M, br) each
-    counted = [torch.zeros_like(ys) for _ in thresholds]
-    for part in _cell_chunks(len(cc), rows, cols):
-        signed = (weight[part, None, :] * sign[part, :, None]).masked_fill_(
-            ~valid_x[part, None, :], float("-inf"))
-        for j in range(len(thresholds)):
-            counted[j][part] = torch.count_nonzero(signed > limits[j][part, :, None], dim=2)
-    runs = []
-    for t, n in zip(thresholds, counted):
+    first, last = torch.empty_like(ys), torch.empty_like(ys)
+    step = max(PIXEL_BUDGET // br, 1)
+    for at in range(0, len(cc), step):
+        part = slice(at, at + step)
+        k, r, c = kk[part], rr[part], cc[part]
+        r1, c1 = (r + 1).clamp(max=h - 1), (c + 1).clamp(max=w - 1)
+        a, b = logits[k, r, c].double()[:, None], logits[k, r, c1].double()[:, None]
+        cd, d = logits[k, r1, c].double()[:, None], logits[k, r1, c1].double()[:, None]
+        wy0, wy1 = rows.w0[ys[part]].double(), rows.w1[ys[part]].double()
+        base = wy0 * a + wy1 * cd  # value at w = 0
+        slope = wy0 * (b - a) + wy1 * (d - cd)
+        rising, flat = slope > 0, slope == 0
+        start = c_start[c, None]
+        end = (c_start + c_count)[c, None]  # one past the cell's last column
+        cut = c[:, None] + (t - base) / torch.where(flat, torch.ones_like(slope), slope)
+        # rising: pixels from the first with src > cut; falling: pixels before the first with
+        # src >= cut
+        at_cut = cols.search(cut, rising).clamp(start, end)
+        n = torch.where(rising, end - at_cut, at_cut - start)
         n = torch.where(flat, torch.where(base > t, end - start, 0), n)
-        n = torch.where(valid, n, 0)
-        # w increases along the row: the run ends the cell when B > 0, starts it when B < 0
-        first = torch.where(slope > 0, end - n, start)
-        runs.append((first, first + n - 1))
-    return ys, runs
+        n = n.masked_fill_(~valid[part], 0)
+        first[part] = torch.where(rising, end - n, start)
+        last[part] = first[part] + n - 1
+    return ys, first, last
 
 
 def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
@@ -306,15 +322,23 @@ def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: Bilinear
         idx = order[start:start + chunk]
         a, b = int(height[idx].max()), int(width[idx].max())
         oy, ox = y0[idx].clamp(max=h - a), x0[idx].clamp(max=w - b)
-        # a window's cells and the source row and column after them; the last cells of the
-        # grid have a single source row or column: repeat it
-        ry = (oy[:, None] + torch.arange(a + 1, device=dev)).clamp(max=h - 1)
-        rx = (ox[:, None] + torch.arange(b + 1, device=dev)).clamp(max=w - 1)
-        patches = logits[idx[:, None, None], ry[:, :, None], rx[:, None, :]]  # (G, a+1, b+1)
+        patches = torch.stack([_window(logits[i], y, x, a + 1, b + 1) for i, y, x in
+                               zip(idx.tolist(), oy.tolist(), ox.tolist())])  # (G, a+1, b+1)
         s, bx = _stability_in_windows(logits, patches, idx, oy, ox, rows, cols, thresholds)
         stability[idx] = s
         boxes[idx] = bx
     return stability, boxes
+
+
+def _window(grid: torch.Tensor, y: int, x: int, height: int, width: int) -> torch.Tensor:
+    """``grid[y:y + height, x:x + width]`` of a ``(h, w)`` grid (a view); where the window passes
+    the grid's last row or column (whose cells have a single source row or column), that row or
+    column is repeated."""
+    win = grid[y:y + height, x:x + width]
+    short_y, short_x = height - win.shape[0], width - win.shape[1]
+    if short_y or short_x:
+        return F.pad(win[None], (0, short_x, 0, short_y), mode="replicate")[0]
+    return win
 
 
 def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torch.Tensor,
@@ -345,15 +369,15 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     counts = [(torch.bmm(f.to(torch.float32), c_w)[:, :, 0].double() * r_w).sum(dim=1)
               .round().to(torch.int64) for f in full[:2]]
 
-    # pixels of the crossed cells, by runs along their output rows
-    cells = torch.nonzero(crossed[0] | crossed[1] | crossed[2])  # (M, 3): g, local r, local c
-    g, lr, lc = cells[:, 0], cells[:, 1], cells[:, 2]
-    rr, cc = gr[g, lr], gc[g, lc]
-    ys, runs = _row_runs(logits, rows, cols, idx[g], rr, cc, thresholds)
+    # pixels of the crossed cells, by runs along their output rows; each threshold only in the
+    # cells it crosses
+    def runs(j: int):
+        g, lr, lc = torch.nonzero(crossed[j]).unbind(1)  # mask (local), cell row and column
+        return (g,) + _row_runs(logits, rows, cols, idx[g], gr[g, lr], gc[g, lc], thresholds[j])
+
     for j in range(2):
-        first, last = runs[j]
-        here = (last - first + 1).clamp(min=0).sum(dim=1) * crossed[j][g, lr, lc]
-        counts[j] = counts[j].index_add(0, g, here)
+        g, _, first, last = runs(j)
+        counts[j] = counts[j].index_add(0, g, (last - first + 1).clamp(min=0).sum(dim=1))
     stability = counts[0].to(torch.float32) / counts[1].to(torch.float32)
 
     # boxes of `> mask_threshold`: whole cells above it, then the crossed cells' pixels
@@ -370,8 +394,8 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     y_hi = torch.where(has_full, r_start[lr_] + r_count[lr_] - 1, -1)
     x_lo = torch.where(has_full, c_start[fc], big)
     x_hi = torch.where(has_full, c_start[lc_] + c_count[lc_] - 1, -1)
-    first, last = runs[2]
-    hit = (last >= first) & crossed[2][g, lr, lc][:, None]  # (M, br)
+    g, ys, first, last = runs(2)
+    hit = last >= first  # (M, br)
     y_lo = y_lo.scatter_reduce(0, g, torch.where(hit, ys, big).amin(dim=1), "amin")
     y_hi = y_hi.scatter_reduce(0, g, torch.where(hit, ys, -1).amax(dim=1), "amax")
     x_lo = x_lo.scatter_reduce(0, g, torch.where(hit, first, big).amin(dim=1), "amin")

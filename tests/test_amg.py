@@ -69,6 +69,29 @@ def _varied_logits():
 OUT_SIZES = [(700, 900), (1200, 1800), (300, 257), (256, 256), (90, 1000), (5, 3000), (1, 1)]
 
 
+@pytest.mark.parametrize("n_in, n_out", [(256, 1800), (256, 700), (171, 1200), (256, 257),
+                                         (256, 256), (256, 90), (256, 1), (64, 8000)])
+def test_axis_search_equals_searchsorted(n_in, n_out):
+    """BilinearAxis.search: the same index as a binary search of the source positions, for
+    values at, just beside and between them, in the clamped start (src = 0) and beyond the
+    ends, with the side chosen per value."""
+    axis = amg.BilinearAxis(n_in, n_out)
+    src = axis.src.double()
+    gen = torch.Generator().manual_seed(n_out)
+    values = torch.cat([torch.rand(20000, generator=gen, dtype=torch.float64) * (n_in + 2) - 1,
+                        src, src + 1e-9, src - 1e-9, torch.tensor([0.0, -1e300, 1e300],
+                                                                  dtype=torch.float64)])
+    if n_out >= 4 * n_in:
+        assert (src == 0).sum() > 1  # the clamped start is exercised
+    for right in (False, True):
+        assert torch.equal(axis.search(values, right), torch.searchsorted(src, values,
+                                                                          right=right))
+    side = torch.rand(len(values), generator=gen) > 0.5
+    expected = torch.where(side, torch.searchsorted(src, values, right=True),
+                           torch.searchsorted(src, values))
+    assert torch.equal(axis.search(values, side), expected)
+
+
 @pytest.mark.parametrize("out_hw", OUT_SIZES)
 def test_stability_by_cells_equals_full_upsampling(out_hw):
     """amg.stability_and_boxes == stability and box of F.interpolate'd logits (float rounding at a
