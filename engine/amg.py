@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 CROP_EDGE_TOLERANCE = 20.0  # pixels: a box this close to an inner crop edge is cut by the crop
+# crossed cells' pixels (final masks) or output rows (stability) handled at once: bounds memory
+# at any output size
+PIXEL_BUDGET = 1 << 21
 
 
 def point_grid(n_per_side: int) -> np.ndarray:
@@ -258,9 +261,6 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
         x_all = xs[:, None, :].expand(shape)[valid]
         masks[k_all.numpy(), y_all.numpy(), x_all.numpy()] = (up > mask_threshold)[valid].numpy()
     return masks
-
-
-PIXEL_BUDGET = 1 << 21  # pixels of crossed cells handled at once (bounds memory at any scale)
 
 
 def _cell_chunks(n_cells: int, rows: BilinearAxis, cols: BilinearAxis) -> List[slice]:
