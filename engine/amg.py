@@ -13,7 +13,7 @@ No model, no Ikomia: numpy, torch and OpenCV only.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ class BilinearAxis:
             for name in ("i0", "i1", "w0", "w1", "src"):
                 setattr(self, name, getattr(self, name).to(device))
 
-    def search(self, v: torch.Tensor, right) -> torch.Tensor:
+    def search(self, v: torch.Tensor, right: Union[bool, torch.Tensor]) -> torch.Tensor:
         """``torch.searchsorted(src, v, right=right)`` without a binary search: the index of the
         first output position whose source position is ``>= v`` (``> v`` where ``right``), or
         the output size. ``right`` is a bool or a bool tensor broadcast with ``v`` (float64).
@@ -208,9 +208,7 @@ def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
     valid = ys < (r_start + r_count)[rr, None]
     ys = ys.clamp(max=len(rows.i0) - 1)
     first, last = torch.empty_like(ys), torch.empty_like(ys)
-    step = max(PIXEL_BUDGET // br, 1)
-    for at in range(0, len(cc), step):
-        part = slice(at, at + step)
+    for part in _chunks(len(cc), br):
         k, r, c = kk[part], rr[part], cc[part]
         r1, c1 = (r + 1).clamp(max=h - 1), (c + 1).clamp(max=w - 1)
         a, b = logits[k, r, c].double()[:, None], logits[k, r, c1].double()[:, None]
@@ -252,7 +250,8 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
     # columns by repeating, then whole rows by taking (contiguous copies)
     masks = np.take(full.numpy().repeat(c_count.numpy(), axis=2), rows.i0.numpy(), axis=1)
     cells = torch.nonzero(crossed)
-    for part in _cell_chunks(len(cells), rows, cols):
+    cell_pixels = max(int(rows.cells()[0].max()), 1) * max(int(cols.cells()[0].max()), 1)
+    for part in _chunks(len(cells), cell_pixels):
         kk, rr, cc = cells[part, 0], cells[part, 1], cells[part, 2]
         ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
         shape = up.shape
@@ -263,10 +262,10 @@ def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis
     return masks
 
 
-def _cell_chunks(n_cells: int, rows: BilinearAxis, cols: BilinearAxis) -> List[slice]:
-    """Slices of ``n_cells`` cells holding at most :data:`PIXEL_BUDGET` padded pixels each."""
-    per_cell = max(int(rows.cells()[0].max()), 1) * max(int(cols.cells()[0].max()), 1)
-    step = max(PIXEL_BUDGET // per_cell, 1)
+def _chunks(n_cells: int, per_cell: int) -> List[slice]:
+    """Slices of ``n_cells`` cells of ``per_cell`` items each (padded pixels for the masks, output
+    rows for the stability), at most :data:`PIXEL_BUDGET` items a slice."""
+    step = max(PIXEL_BUDGET // max(per_cell, 1), 1)
     return [slice(i, i + step) for i in range(0, n_cells, step)]
 
 

@@ -325,9 +325,24 @@ def test_cells_in_small_chunks_give_the_same_answer(monkeypatch):
     rows, cols = amg.BilinearAxis(256, 700), amg.BilinearAxis(256, 900)
     s_ref, b_ref = amg.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
     m_ref = amg.upsampled_masks(logits, rows, cols, 0.0)
+    slices = []
+    original = amg._chunks
+
+    def recorded(n_cells, per_cell):
+        slices.append(original(n_cells, per_cell))
+        return slices[-1]
+
+    monkeypatch.setattr(amg, "_chunks", recorded)
+    s_big, _ = amg.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
+    m_big = amg.upsampled_masks(logits, rows, cols, 0.0)
+    big = sum(len(x) for x in slices)
     monkeypatch.setattr(amg, "PIXEL_BUDGET", 4096)
-    assert len(amg._cell_chunks(10000, rows, cols)) >= 10
+    slices.clear()
     s, b = amg.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
+    masks = amg.upsampled_masks(logits, rows, cols, 0.0)
+    assert sum(len(x) for x in slices) >= big + 20  # both the stability and the masks split
+    assert len(slices[-1]) >= 10
     assert torch.equal(b, b_ref)
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0, equal_nan=True)
-    assert np.array_equal(amg.upsampled_masks(logits, rows, cols, 0.0), m_ref)
+    torch.testing.assert_close(s_big, s_ref, rtol=0, atol=0, equal_nan=True)
+    assert np.array_equal(masks, m_ref) and np.array_equal(m_big, m_ref)
