@@ -47,8 +47,11 @@ logger = logging.getLogger(__name__)
 
 UPSAMPLE_CHUNK = 8  # candidates upsampled to full resolution at once (8 x H x W float32)
 # crops of at least this many pixels get their stability scores by cells
-# (amg.stability_and_boxes) rather than from fully upsampled logits: 3x faster at 1200x1800
-BY_CELLS_MIN_PIXELS = 512 * 512
+# (amg.stability_and_boxes) rather than from fully upsampled logits. Counting cells costs about
+# the same at any size (its work is on the 256x256 grid); upsampling grows with the crop. They
+# break even near 400x400 with 2 threads (320x400 with 1); upsampling is 5x faster at 128x128 and
+# cells 3x faster at 600x900 (benchmarks/bench_stability.py)
+BY_CELLS_MIN_PIXELS = 400 * 400
 CELL_CHUNK = 32  # candidates whose stability is counted by cells at once (<= 8 MiB per tensor)
 DECODER_CHUNK = 16  # prompts decoded at once: bounds decoder memory and the delay of a stop
 # prompts per PointDecoder call: its (chunk, 4096, 256) tensors then stay below glibc's mmap
