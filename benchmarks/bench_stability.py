@@ -43,14 +43,13 @@ def main() -> None:
     discs, _ = standin.disc_logits(torch.rand(20, 2, generator=gen) * 1024)
     logits = discs.flatten(0, 1).float()
     index = torch.arange(len(logits))
-    run = automatic._Run.__new__(automatic._Run)  # the two methods only read the parameters
-    run.params = automatic.AutomaticParams()
+    params = automatic.AutomaticParams()
 
     def timed(fn, hw) -> float:
-        fn(logits, index, hw)
+        fn(logits, index, hw, params)
         t0 = time.perf_counter()
         for _ in range(args.repeat):
-            fn(logits, index, hw)
+            fn(logits, index, hw, params)
         return (time.perf_counter() - t0) / args.repeat * 1e3
 
     print(f"threshold BY_CELLS_MIN_PIXELS = {automatic.BY_CELLS_MIN_PIXELS} pixels; "
@@ -59,8 +58,8 @@ def main() -> None:
         torch.set_num_threads(threads)
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
-            up = timed(run._stability_upsampled, (h, w))
-            cells = timed(run._stability_by_cells, (h, w))
+            up = timed(automatic.stability_upsampled, (h, w))
+            cells = timed(automatic.stability_by_cells, (h, w))
             used = "cells" if h * w >= automatic.BY_CELLS_MIN_PIXELS else "upsampling"
             print(f"threads {threads}  {size:>9s}  upsampling {up:7.1f} ms  cells {cells:6.1f} ms"
                   f"  upsampling/cells {up / cells:5.2f}  used: {used}")

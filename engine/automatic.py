@@ -187,6 +187,31 @@ def stoppable_encoder(model, should_stop: Optional[StopCheck]) -> Iterator[None]
             handle.remove()
 
 
+def stability_upsampled(logits: torch.Tensor, index: torch.Tensor, crop_hw: Tuple[int, int],
+                        params: AutomaticParams) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stability and inclusive box ``(K,)``, ``(K, 4)`` of ``logits[index]`` bilinearly upsampled
+    to ``crop_hw`` (as Meta's generator does), :data:`UPSAMPLE_CHUNK` candidates at a time."""
+    p = params
+    stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
+    for start in range(0, len(index), UPSAMPLE_CHUNK):
+        idx = index[start:start + UPSAMPLE_CHUNK]
+        up = F.interpolate(logits[idx][:, None], crop_hw, mode="bilinear",
+                           align_corners=False)[:, 0]
+        stabs.append(amg.stability_score(up, p.mask_threshold, p.stability_score_offset))
+        boxes.append(amg.boxes_inclusive(up > p.mask_threshold))
+    return torch.cat(stabs), torch.cat(boxes)
+
+
+def stability_by_cells(logits: torch.Tensor, index: torch.Tensor, crop_hw: Tuple[int, int],
+                       params: AutomaticParams) -> Tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`stability_upsampled`, counted on the low-resolution grid
+    (:func:`engine.amg.stability_and_boxes`), :data:`CELL_CHUNK` candidates at a time."""
+    rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
+    cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
+    return amg.stability_and_boxes(logits[index], rows, cols, params.mask_threshold,
+                                   params.stability_score_offset, chunk=CELL_CHUNK)
+
+
 class _Run:
     """State of one :func:`generate` call."""
 
@@ -270,10 +295,9 @@ class _Run:
         keep = iou > p.pred_iou_thresh if p.pred_iou_thresh > 0.0 else torch.ones_like(
             iou, dtype=torch.bool)
         index = torch.nonzero(keep)[:, 0]
-        if crop_hw[0] * crop_hw[1] >= BY_CELLS_MIN_PIXELS:
-            stab, boxes = self._stability_by_cells(logits, index, crop_hw)
-        else:
-            stab, boxes = self._stability_upsampled(logits, index, crop_hw)
+        by_cells = crop_hw[0] * crop_hw[1] >= BY_CELLS_MIN_PIXELS
+        stability = stability_by_cells if by_cells else stability_upsampled
+        stab, boxes = stability(logits, index, crop_hw, p)
         if p.stability_score_thresh > 0.0:
             ok = stab >= p.stability_score_thresh
             index, stab, boxes = index[ok], stab[ok], boxes[ok]
@@ -283,29 +307,6 @@ class _Run:
             return None
         return _Kept(logits[index].clone(), iou[index], stab, boxes,
                      torch.full((len(index),), crop_index, dtype=torch.int64))
-
-    def _stability_upsampled(self, logits: torch.Tensor, index: torch.Tensor,
-                             crop_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Stability and inclusive box of ``logits[index]`` upsampled to ``crop_hw``, in chunks."""
-        p = self.params
-        stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
-        for start in range(0, len(index), UPSAMPLE_CHUNK):
-            idx = index[start:start + UPSAMPLE_CHUNK]
-            up = F.interpolate(logits[idx][:, None], crop_hw, mode="bilinear",
-                               align_corners=False)[:, 0]
-            stabs.append(amg.stability_score(up, p.mask_threshold, p.stability_score_offset))
-            boxes.append(amg.boxes_inclusive(up > p.mask_threshold))
-        return torch.cat(stabs), torch.cat(boxes)
-
-    def _stability_by_cells(self, logits: torch.Tensor, index: torch.Tensor,
-                            crop_hw: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`_stability_upsampled`, counted on the low-resolution grid
-        (:func:`engine.amg.stability_and_boxes`), :data:`CELL_CHUNK` candidates at a time."""
-        p = self.params
-        rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
-        cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
-        return amg.stability_and_boxes(logits[index], rows, cols, p.mask_threshold,
-                                       p.stability_score_offset, chunk=CELL_CHUNK)
 
     # -- one crop ------------------------------------------------------------------------------
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,
