@@ -9,7 +9,8 @@ from typing import Dict, List
 import numpy as np
 from ikomia import core, dataprocess
 
-from .engine.automatic import AutomaticParams, GenerationCancelled
+from .engine.automatic import AutomaticParams
+from .engine.cancel import GenerationCancelled
 from .engine.masks import MAX_LABEL, label_map, paint_order_large_first
 from .engine.images import to_rgb_uint8
 from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
@@ -192,12 +193,14 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
     def _segment(self, image: np.ndarray, prompt: Prompt, values: Dict) -> Segmentation:
         scale = values["input_size_percent"] / 100.0
         should_stop = lambda: self._stop_requested  # noqa: E731
+        precision = values["precision"]
         if not prompt.is_empty:
             return self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
-                                               values["mask_threshold"], should_stop)
+                                               values["mask_threshold"], should_stop, precision)
         return self.session.segment_automatic(
             image, _automatic_params(values), scale,
-            on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop)
+            on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop,
+            precision=precision)
 
 
 def _automatic_params(values: Dict) -> AutomaticParams:

@@ -1,13 +1,11 @@
 """Build a SAM 2 model from the ``sam2`` package's own config and load a checkpoint into it."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import ContextManager, Optional, Union
+from typing import Optional, Union
 
 import torch
 
@@ -23,33 +21,6 @@ POSTPROCESSING_OVERRIDES = {
     "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta": 0.05,
     "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh": 0.98,
 }
-
-
-@dataclass(frozen=True)
-class DeviceChoice:
-    """Where the model runs and in which autocast dtype (``None``: plain float32)."""
-
-    device: torch.device
-    autocast_dtype: Optional[torch.dtype]
-
-    def autocast(self) -> ContextManager:
-        """Autocast context for inference (a null context on CPU / float32)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-
-def select_device(cuda: bool) -> DeviceChoice:
-    """Pick the device and precision.
-
-    ``cuda=True`` with a GPU: bfloat16 autocast on compute capability >= 8 (Ampere+), float16 on
-    >= 6, float32 below. Otherwise (no GPU or ``cuda=False``): CPU in float32.
-    """
-    if not (cuda and torch.cuda.is_available()):
-        return DeviceChoice(torch.device("cpu"), None)
-    major, _ = torch.cuda.get_device_capability()
-    dtype = torch.bfloat16 if major >= 8 else torch.float16 if major >= 6 else None
-    return DeviceChoice(torch.device("cuda"), dtype)
 
 
 def load_config(spec: ModelSpec, apply_postprocessing: bool):

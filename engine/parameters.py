@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .device import PRECISIONS
 from .models import DEFAULT_MODEL, MODELS
 
 
@@ -133,6 +134,11 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
               reload_model=True),
     ParamSpec("cuda", "bool", _cuda_default, _G,
               "Run on the GPU (CUDA) when one is present, else on the CPU.", reload_model=True),
+    ParamSpec("precision", "choice", "auto", _G,
+              "Precision of the computations: auto = bfloat16 on GPUs of compute capability >= 8, "
+              "float16 on 7.x, float32 on older GPUs and on the CPU; float32, bfloat16 or float16 "
+              "to choose (also on the CPU). Changing it re-encodes the image, not the model.",
+              choices=PRECISIONS),
     ParamSpec("input_size_percent", "int", 100, _G,
               "Resize the image to this percentage before inference (saves memory); masks come "
               "back at full size.", minimum=1, maximum=100),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .loader import DeviceChoice, select_device
+from .device import CPU, DeviceChoice
 from .prompts import Prompt
 from .results import Segmentation
 
@@ -35,18 +35,29 @@ class ImageEmbedding:
         high_res_feats: ``[(1, 32, 256, 256), (1, 64, 128, 128)]`` for the decoder's upsampling.
         orig_hw: ``(H, W)`` of the original image (before ``input_size_percent``).
         input_hw: ``(h, w)`` of the image actually encoded.
+        choice: the device and precision it was computed in (decoding uses the same).
+
+    Under bfloat16 / float16 autocast the high-resolution maps are in that dtype, as the model
+    computes them; ``image_embed`` is float32 (``no_mem_embed`` is added in float32).
     """
 
     image_embed: torch.Tensor
     high_res_feats: List[torch.Tensor]
     orig_hw: Tuple[int, int]
     input_hw: Tuple[int, int]
+    choice: DeviceChoice = CPU
 
 
-def image_key(image: np.ndarray, scale: float) -> bytes:
-    """Content key of an image for the embedding cache."""
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters."""
+    return next(model.parameters()).device
+
+
+def image_key(image: np.ndarray, scale: float, choice: DeviceChoice) -> bytes:
+    """Content key of an image for the embedding cache: pixels, shape, resize factor, device
+    and precision."""
     digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
-    digest.update(repr((image.shape, image.dtype.str, float(scale))).encode())
+    digest.update(repr((image.shape, image.dtype.str, float(scale), choice.key())).encode())
     return digest.digest()
 
 
@@ -64,14 +75,15 @@ def resize_for_input(image: np.ndarray, scale: float) -> np.ndarray:
 @torch.no_grad()
 def encode_image(model, image: np.ndarray, orig_hw: Optional[Tuple[int, int]] = None,
                  device_choice: Optional[DeviceChoice] = None) -> ImageEmbedding:
-    """Run SAM 2's image encoder on an HWC RGB uint8 image (as ``SAM2ImagePredictor.set_image``)."""
+    """Run SAM 2's image encoder on an HWC RGB uint8 image (as ``SAM2ImagePredictor.set_image``),
+    on the model's device, in ``device_choice``'s precision (default: ``auto``)."""
     from sam2.utils.transforms import SAM2Transforms
 
-    choice = device_choice or select_device(False)
+    choice = device_choice or DeviceChoice.make(model_device(model))
     transforms = SAM2Transforms(resolution=model.image_size, mask_threshold=0.0,
                                 disable_torch_jit=True)
     batch = transforms(image)[None].to(choice.device)
-    with choice.autocast():
+    with choice.compute():
         backbone = model.forward_image(batch)
         _, feats, _, _ = model._prepare_backbone_features(backbone)
     if model.directly_add_no_mem_embed:
@@ -79,7 +91,7 @@ def encode_image(model, image: np.ndarray, orig_hw: Optional[Tuple[int, int]] = 
     sizes = [(model.image_size // s, model.image_size // s) for s in (4, 8, 16)]
     maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes)]
     hw = tuple(image.shape[:2])
-    return ImageEmbedding(maps[-1], maps[:-1], tuple(orig_hw or hw), hw)
+    return ImageEmbedding(maps[-1], maps[:-1], tuple(orig_hw or hw), hw, choice)
 
 
 def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,
@@ -110,17 +122,17 @@ def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,
 
 @torch.no_grad()
 def decode(model, emb: ImageEmbedding, coords: torch.Tensor, labels: torch.Tensor,
-           multimask: bool, device_choice: Optional[DeviceChoice] = None,
-           mask_input: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+           multimask: bool, mask_input: Optional[torch.Tensor] = None
+           ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Prompt encoder + mask decoder for B objects (``mask_input``: optional ``(B, 1, 256, 256)``
-    low-resolution logits prompting each object, as in SAM 2's mask-to-mask refinement).
+    low-resolution logits prompting each object, as in SAM 2's mask-to-mask refinement), in the
+    embedding's device and precision (the model's modules under autocast, as Meta's predictor).
 
     Returns:
         low-resolution logits ``(B, C, 256, 256)`` float32 and predicted IoU ``(B, C)`` float32,
         C = 3 with ``multimask`` else 1.
     """
-    choice = device_choice or select_device(False)
-    with choice.autocast():
+    with emb.choice.compute():
         sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None,
                                                  masks=mask_input)
         logits, iou, _, _ = model.sam_mask_decoder(
@@ -144,13 +156,11 @@ class PromptPredictor:
     """Encode an image once, then answer prompts against the cached embedding.
 
     Args:
-        model: a built SAM 2 model (``SAM2Base``), in eval mode.
-        device_choice: device and autocast dtype (:func:`select_device`).
+        model: a built SAM 2 model (``SAM2Base``), in eval mode, on its device.
     """
 
-    def __init__(self, model, device_choice: Optional[DeviceChoice] = None):
+    def __init__(self, model):
         self.model = model
-        self.device_choice = device_choice or select_device(False)
         self._embedding: Optional[ImageEmbedding] = None
         self._key: Optional[bytes] = None
         self.encode_count = 0  # images encoded so far (the cache's misses)
@@ -159,21 +169,25 @@ class PromptPredictor:
     def embedding(self) -> Optional[ImageEmbedding]:
         return self._embedding
 
-    def set_image(self, image: np.ndarray, scale: float = 1.0) -> bool:
+    def set_image(self, image: np.ndarray, scale: float = 1.0,
+                  device_choice: Optional[DeviceChoice] = None) -> bool:
         """Make ``image`` (HWC RGB uint8) current; encode it unless the cached embedding matches.
 
         Args:
             image: the original image.
             scale: ``input_size_percent / 100``; the encoder sees the image resized by it.
+            device_choice: the precision to encode and decode in (default: ``auto`` on the
+                model's device); part of the cache key.
         Returns:
             True when the image was encoded, False when the cache answered.
         """
-        key = image_key(image, scale)
+        choice = device_choice or DeviceChoice.make(model_device(self.model))
+        key = image_key(image, scale, choice)
         if key == self._key and self._embedding is not None:
             return False
         self.reset()
         small = resize_for_input(image, scale)
-        self._embedding = encode_image(self.model, small, image.shape[:2], self.device_choice)
+        self._embedding = encode_image(self.model, small, image.shape[:2], choice)
         self._key = key
         self.encode_count += 1
         return True
@@ -200,12 +214,12 @@ class PromptPredictor:
             return Segmentation.empty(h, w)
         emb = self._embedding
         coords, labels = prompt_tensors(prompt, emb.orig_hw, self.model.image_size,
-                                        self.device_choice.device)
+                                        emb.choice.device)
         masks, scores = [], []
         for start in range(0, coords.shape[0], OBJECTS_PER_BATCH):
             stop = start + OBJECTS_PER_BATCH
             logits, iou = decode(self.model, emb, coords[start:stop], labels[start:stop],
-                                 multimask, self.device_choice)
+                                 multimask)
             order = torch.argsort(iou, dim=1, descending=True, stable=True)
             iou = torch.gather(iou, 1, order)
             logits = torch.gather(logits, 1, order[:, :, None, None].expand_as(logits))

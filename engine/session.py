@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
-from .automatic import AutomaticParams, ProgressCallback, StopCheck, generate, stoppable_encoder
-from .loader import DeviceChoice, build_model, select_device
+from .automatic import AutomaticParams, ProgressCallback, generate
+from .cancel import StopCheck, stoppable_encoder
+from .device import DeviceChoice, select_device
+from .loader import build_model
 from .models import get_model_spec
 from .predictor import PromptPredictor
 from .prompts import Prompt
@@ -52,7 +55,7 @@ class Sam2Session:
         self.weights_dir = Path(weights_dir)
         self.key: Optional[ModelKey] = None
         self.model = None
-        self.device_choice: DeviceChoice = select_device(False)
+        self.device = torch.device("cpu")
         self.predictor: Optional[PromptPredictor] = None
         self.load_count = 0
 
@@ -63,11 +66,11 @@ class Sam2Session:
         self.unload()
         spec = get_model_spec(key.model_name)
         checkpoint = resolve_checkpoint(key, self.weights_dir)
-        choice = select_device(key.cuda)
-        logger.info("Loading %s from %s on %s", spec.name, checkpoint, choice.device)
-        self.model = build_model(spec, checkpoint, choice.device, key.apply_postprocessing)
-        self.device_choice = choice
-        self.predictor = PromptPredictor(self.model, choice)
+        device = select_device(key.cuda)
+        logger.info("Loading %s from %s on %s", spec.name, checkpoint, device)
+        self.model = build_model(spec, checkpoint, device, key.apply_postprocessing)
+        self.device = device
+        self.predictor = PromptPredictor(self.model)
         self.key = key
         self.load_count += 1
         return True
@@ -75,37 +78,44 @@ class Sam2Session:
     def unload(self) -> None:
         self.model, self.predictor, self.key = None, None, None
 
+    def choice(self, precision: str = "auto") -> DeviceChoice:
+        """The loaded model's device with ``precision`` resolved on it."""
+        return DeviceChoice.make(self.device, precision)
+
     def set_image(self, image: np.ndarray, scale: float = 1.0,
-                  should_stop: Optional[StopCheck] = None) -> bool:
-        """Encode ``image`` (HWC RGB uint8) for both modes unless the cached embedding matches.
+                  should_stop: Optional[StopCheck] = None, precision: str = "auto") -> bool:
+        """Encode ``image`` (HWC RGB uint8) for both modes unless the cached embedding matches
+        (same pixels, ``scale`` and ``precision``).
 
         The encoder is the longest step of a run on CPU, so ``should_stop`` is polled between
-        its blocks: when it turns true, :class:`engine.automatic.GenerationCancelled` is raised
+        its blocks: when it turns true, :class:`engine.cancel.GenerationCancelled` is raised
         and the cache is left empty. Returns True when the image was encoded.
         """
         with stoppable_encoder(self.model, should_stop):
-            return self.predictor.set_image(image, scale)
+            return self.predictor.set_image(image, scale, self.choice(precision))
 
     def segment_prompt(self, image: np.ndarray, prompt: Prompt, scale: float = 1.0,
                        multimask: bool = False, mask_threshold: float = 0.0,
-                       should_stop: Optional[StopCheck] = None) -> Segmentation:
+                       should_stop: Optional[StopCheck] = None,
+                       precision: str = "auto") -> Segmentation:
         """Prompt mode on an HWC RGB uint8 image (embedding cached across calls).
 
         ``should_stop`` can interrupt the image encoding (see :meth:`set_image`).
         """
-        self.set_image(image, scale, should_stop)
+        self.set_image(image, scale, should_stop, precision)
         return self.predictor.predict(prompt, multimask, mask_threshold)
 
     def segment_automatic(self, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
                           on_batch: Optional[ProgressCallback] = None,
-                          should_stop: Optional[StopCheck] = None) -> Segmentation:
+                          should_stop: Optional[StopCheck] = None,
+                          precision: str = "auto") -> Segmentation:
         """Automatic mode on an HWC RGB uint8 image (:func:`engine.automatic.generate`).
 
         ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true,
         during the image encoding or the decoding, the run ends with
-        :class:`engine.automatic.GenerationCancelled`.
+        :class:`engine.cancel.GenerationCancelled`.
         """
-        self.set_image(image, scale, should_stop)  # cached: shared with prompt mode
-        return generate(self.model, image, params, scale, self.device_choice,
+        self.set_image(image, scale, should_stop, precision)  # cached: shared with prompt mode
+        return generate(self.model, image, params, scale, self.choice(precision),
                         on_batch=on_batch, should_stop=should_stop,
                         embedding=self.predictor.embedding)

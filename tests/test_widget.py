@@ -149,6 +149,7 @@ def _scenario_apply(app, config):
     c["model_weight_file"].setText(config["checkpoint"])
     c["input_size_percent"].setValue(50)
     c["apply_postprocessing"].setChecked(False)
+    c["precision"].setCurrentText("bfloat16")
     c["input_point"].setText("[[10,20],[30,40]]")
     c["input_point_label"].setText("[1,0]")
     c["input_box"].setText("[0,0,50,60]")
@@ -470,7 +471,7 @@ def test_apply_sends_every_changed_value(report, tiny_checkpoint):
     assert r["before"] == default_values()
     expected = dict(r["before"], **{
         "model_name": "sam2.1_hiera_tiny", "model_weight_file": str(tiny_checkpoint),
-        "input_size_percent": "50", "apply_postprocessing": "False",
+        "input_size_percent": "50", "apply_postprocessing": "False", "precision": "bfloat16",
         "input_point": "[[10,20],[30,40]]", "input_point_label": "[1,0]",
         "input_box": "[0,0,50,60]", "multimask_output": "True", "mask_threshold": "-2.5",
         "points_per_side": "16", "points_per_batch": "1", "iou_thresh": "0.55",
