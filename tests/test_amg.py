@@ -1,5 +1,5 @@
-"""Pure helpers of automatic mode against Meta's ``sam2.utils.amg``; the reordered decoder against
-the model's own decoder; COCO RLE against Meta's RLE and (when installed) pycocotools."""
+"""Pure helpers of automatic mode against Meta's ``sam2.utils.amg``; COCO RLE against Meta's RLE and
+(when installed) pycocotools. The reordered decoder is tested in ``test_decoder.py``."""
 from __future__ import annotations
 
 import json
@@ -222,100 +222,6 @@ def test_instance_json_to_coco():
     assert ann["bbox"] == [8.0, 5.0, 12.0, 7.0]
     assert ann["score"] == pytest.approx(0.91)
     np.testing.assert_array_equal(coco.rle_to_mask(ann["segmentation"]), mask)
-
-
-# ---------------------------------------------------------------------------------------------
-# The reordered decoder
-# ---------------------------------------------------------------------------------------------
-def test_point_decoder_matches_model_decoder(tiny_model):
-    """PointDecoder computes the model's multimask decoder output (to float32 rounding), for
-    several batch sizes, points anywhere in the frame, and the last partial batch."""
-    from infer_segment_anything_2.engine.decoder import PointDecoder, supports
-    from infer_segment_anything_2.engine.predictor import ImageEmbedding
-
-    model = tiny_model
-    assert supports(model)
-    gen = torch.Generator().manual_seed(3)
-    # a random embedding is as good as an encoded image for checking the algebra, and cheaper
-    emb = ImageEmbedding(torch.randn(1, 256, 64, 64, generator=gen),
-                         [torch.randn(1, 32, 256, 256, generator=gen),
-                          torch.randn(1, 64, 128, 128, generator=gen)], (64, 64), (64, 64))
-    fast = PointDecoder(model, emb.image_embed, emb.high_res_feats)
-    for bsz in (1, 5):
-        coords = torch.rand(bsz, 1, 2, generator=gen) * 1024
-        labels = torch.ones(bsz, 1, dtype=torch.int)
-        with torch.no_grad():
-            sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None,
-                                                     masks=None)
-            ref_logits, ref_iou, _, _ = model.sam_mask_decoder(
-                image_embeddings=emb.image_embed,
-                image_pe=model.sam_prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                multimask_output=True, repeat_image=bsz > 1, high_res_features=emb.high_res_feats)
-            logits, iou = fast(sparse)
-        assert logits.shape == ref_logits.shape == (bsz, 3, 256, 256)
-        scale = ref_logits.abs().max().item()
-        assert (logits - ref_logits).abs().max().item() <= 1e-4 * max(scale, 1.0)
-        torch.testing.assert_close(iou, ref_iou, rtol=0, atol=1e-5)
-
-
-def test_point_decoder_not_used_for_other_decoders(tiny_model):
-    from infer_segment_anything_2.engine.decoder import supports
-
-    class Other(torch.nn.Module):
-        pass
-
-    fake = type("M", (), {"sam_mask_decoder": Other()})()
-    assert supports(tiny_model) and not supports(fake)
-
-
-def _random_decoder_inputs(model, bsz, seed):
-    from infer_segment_anything_2.engine.predictor import ImageEmbedding
-
-    gen = torch.Generator().manual_seed(seed)
-    emb = ImageEmbedding(torch.randn(1, 256, 64, 64, generator=gen),
-                         [torch.randn(1, 32, 256, 256, generator=gen),
-                          torch.randn(1, 64, 128, 128, generator=gen)], (64, 64), (64, 64))
-    coords = torch.rand(bsz, 1, 2, generator=gen) * 1024
-    with torch.no_grad():
-        sparse, _ = model.sam_prompt_encoder(points=(coords, torch.ones(bsz, 1, dtype=torch.int)),
-                                             boxes=None, masks=None)
-    return emb, sparse
-
-
-def test_point_decoder_early_iou_filter_equals_full_decoding_then_filter(tiny_model,
-                                                                         monkeypatch):
-    """decode_above(t) == full decoding then ``iou > t``: same candidates, same order, same
-    logits and IoU; only prompts with a kept candidate are upscaled."""
-    from infer_segment_anything_2.engine.decoder import PointDecoder
-
-    emb, sparse = _random_decoder_inputs(tiny_model, 9, seed=4)
-    fast = PointDecoder(tiny_model, emb.image_embed, emb.high_res_feats)
-    logits, iou = fast(sparse)
-    flat_logits, flat_iou = logits.flatten(0, 1), iou.flatten()
-    upscaled = []
-    original = fast._upscale_and_project
-
-    def spy(keys, *args):
-        upscaled.append(len(keys))
-        return original(keys, *args)
-
-    monkeypatch.setattr(fast, "_upscale_and_project", spy)
-    median = flat_iou.median().item()
-    for thresh in (median, flat_iou.sort().values[-2].item(), flat_iou.max().item(),
-                   flat_iou.min().item() - 1.0):
-        upscaled.clear()
-        index, kept_logits, kept_iou = fast.decode_above(sparse, thresh)
-        expected = torch.nonzero(flat_iou > thresh)[:, 0]
-        assert torch.equal(index, expected)
-        assert torch.equal(kept_iou, flat_iou[expected])
-        assert kept_logits.shape == (len(expected), 256, 256)
-        torch.testing.assert_close(kept_logits, flat_logits[expected], rtol=0, atol=1e-5)
-        prompts_with_survivor = len(torch.unique(expected // 3))
-        assert upscaled == ([prompts_with_survivor] if len(expected) else [])
-    # the median splits the candidates: some pass, some do not, and some prompts are skipped
-    passed = flat_iou > median
-    assert 0 < passed.sum() < len(passed)
 
 
 def test_cells_in_small_chunks_give_the_same_answer(monkeypatch):

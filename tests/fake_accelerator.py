@@ -1,0 +1,156 @@
+"""Device discipline without a GPU: two ways to run engine code "on an accelerator" on a CPU.
+
+:func:`fake_cuda` -- PyTorch's ``FakeTensorMode`` with CUDA tensors (no data, shapes and dtypes
+only) and CUDA's own autocast policy turned on. It raises on any CPU/CUDA mix and checks dtypes
+exactly as a GPU would (for example an in-place op whose output dtype autocast changed), but it
+cannot run code whose shapes depend on data (``nonzero``, boolean indexing, ``.item()``).
+
+:func:`fake_accelerator` -- real computation for the rest: a tensor subclass (:class:`Accel`)
+that holds a CPU tensor but reports the ``meta`` device, and a dispatch mode that runs every
+operation on the CPU data and refuses an operation that mixes accelerator tensors with CPU
+tensors of one or more dimensions (0-dim CPU tensors are allowed, as CUDA allows them; so are
+CPU index tensors for indexing). Factories given the accelerator device (``device=x.device``)
+make accelerator tensors; ``.cpu()`` brings data back (counted in ``transfers``); ``.numpy()`` on
+an accelerator tensor fails, as on CUDA. Operations that make the host wait for the device
+(``.item()``, ``.tolist()``, ``nonzero``, ``unique``, boolean indexing) are counted in ``syncs``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Iterator
+from unittest import mock
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+ACCEL = torch.device("meta")
+_MIX_ALLOWED = {"copy_", "_to_copy"}
+_INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}
+_SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim",
+            "unique_consecutive"}
+
+
+class DeviceMixError(RuntimeError):
+    """An operation mixed accelerator tensors with CPU tensors."""
+
+
+class Accel(torch.Tensor):
+    """A CPU tensor (``elem``) that reports the accelerator device."""
+
+    @staticmethod
+    def __new__(cls, elem: torch.Tensor):
+        r = torch.Tensor._make_wrapper_subclass(
+            cls, elem.size(), strides=elem.stride(), storage_offset=elem.storage_offset(),
+            dtype=elem.dtype, device=ACCEL, requires_grad=elem.requires_grad)
+        r.elem = elem
+        return r
+
+    def __repr__(self):
+        return f"Accel({self.elem!r})"
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise RuntimeError(f"accelerator tensor used outside fake_accelerator(): {func}")
+
+
+def _on_accel(device) -> bool:
+    return device is not None and torch.device(device).type == ACCEL.type
+
+
+class _AcceleratorMode(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.syncs = 0
+        self.transfers = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        accel, plain = [], []
+
+        def unwrap(t):
+            if isinstance(t, Accel):
+                accel.append(t)
+                return t.elem
+            if isinstance(t, torch.Tensor):
+                plain.append(t)
+            return t
+
+        cpu_args, cpu_kwargs = tree_map(unwrap, args), tree_map(unwrap, kwargs)
+        name = func.overloadpacket.__name__
+        to_accel = _on_accel(kwargs.get("device"))
+        if to_accel:
+            cpu_kwargs["device"] = torch.device("cpu")
+        elif name == "_to_copy" and accel and kwargs.get("device") is not None:
+            self.transfers += 1  # to the CPU
+            return func(*cpu_args, **cpu_kwargs)
+        if any(p.device == ACCEL for p in plain):
+            raise DeviceMixError(f"{func}: a tensor was made on the accelerator without data")
+        if accel and plain and name not in _MIX_ALLOWED:
+            mixed = [p for p in plain if p.dim() > 0]
+            if name in _INDEXING and isinstance(args[0], Accel):
+                mixed = [p for p in mixed if p.is_floating_point()]  # CPU indices are fine
+            if mixed:
+                raise DeviceMixError(
+                    f"{func} mixes accelerator tensors with CPU tensors of shapes "
+                    f"{[tuple(p.shape) for p in mixed]}")
+        if accel and (name in _SYNCING or (name in _INDEXING and any(
+                isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+                for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple))
+                          else ())))):
+            self.syncs += 1  # the host waits for a value or a data-dependent size
+        out = func(*cpu_args, **cpu_kwargs)
+        if not (accel or to_accel):
+            return out
+        if func._schema.is_mutable and args and isinstance(args[0], Accel):
+            return args[0]
+        return tree_map(lambda t: Accel(t) if isinstance(t, torch.Tensor) else t, out)
+
+
+@contextlib.contextmanager
+def fake_accelerator() -> Iterator[_AcceleratorMode]:
+    """Run engine code on the fake accelerator (the ``meta`` device, see the module docstring);
+    yields the mode, whose ``syncs`` and ``transfers`` count host round trips."""
+    real_tolist, real_tensor, real_as_tensor = torch.Tensor.tolist, torch.tensor, torch.as_tensor
+
+    def tolist(self):
+        return real_tolist(self.cpu() if isinstance(self, Accel) else self)
+
+    # torch.tensor / torch.as_tensor(..., device=) build their result without dispatching:
+    # build on the CPU, then move
+    def tensor(data, *args, device=None, **kwargs):
+        t = real_tensor(data, *args, **kwargs)
+        return t if device is None else t.to(device)
+
+    def as_tensor(data, dtype=None, device=None):
+        t = real_as_tensor(data, dtype=dtype)
+        return t if device is None else t.to(device)
+
+    with mock.patch.object(torch.Tensor, "tolist", tolist), \
+            mock.patch.object(torch, "tensor", tensor), \
+            mock.patch.object(torch, "as_tensor", as_tensor), _AcceleratorMode() as mode:
+        yield mode
+
+
+def model_on_accelerator(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose parameters and buffers are accelerator tensors (call inside
+    :func:`fake_accelerator`)."""
+    return copy.deepcopy(model).to(ACCEL)
+
+
+@contextlib.contextmanager
+def fake_cuda(capability=(9, 0)) -> Iterator[object]:
+    """``FakeTensorMode`` with CUDA's autocast policy available (a GPU of ``capability``); yields
+    the mode. Copy a model before (``copy.deepcopy`` fails inside) and move the copy with
+    ``.to("cuda")`` inside."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with mock.patch.object(torch.cuda.amp.common, "amp_definitely_not_available",
+                           lambda: False), \
+            mock.patch.object(torch.cuda, "is_bf16_supported", lambda *a, **k: True), \
+            mock.patch.object(torch.cuda, "get_device_capability", lambda *a, **k: capability), \
+            FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        yield mode
