@@ -27,25 +27,25 @@ Both return the same masks for the same weights and parameters. Ours gets there 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, asdict
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import amg
+from .cancel import GenerationCancelled, StopCheck, stoppable_encoder  # noqa: F401
 from .decoder import PointDecoder, supports as fast_decoder_supports
-from .loader import DeviceChoice, select_device
+from .device import CPU, DeviceChoice
+from .final_masks import UPSAMPLE_CHUNK, final_masks, upsample_chunk
 from .masks import resize_nearest
 from .predictor import ImageEmbedding, decode, encode_image, resize_for_input
 from .results import Segmentation
 
 logger = logging.getLogger(__name__)
 
-UPSAMPLE_CHUNK = 8  # candidates upsampled to full resolution at once (8 x H x W float32)
 # crops of at least this many pixels get their stability scores by cells
 # (amg.stability_and_boxes) rather than from fully upsampled logits. Counting cells costs about
 # the same at any size (its work is on the 256x256 grid); upsampling grows with the crop. They
@@ -53,18 +53,16 @@ UPSAMPLE_CHUNK = 8  # candidates upsampled to full resolution at once (8 x H x W
 # cells 3x faster at 600x900 (benchmarks/bench_stability.py)
 BY_CELLS_MIN_PIXELS = 400 * 400
 CELL_CHUNK = 32  # candidates whose stability is counted by cells at once (<= 8 MiB per tensor)
-DECODER_CHUNK = 16  # prompts decoded at once: bounds decoder memory and the delay of a stop
-# prompts per PointDecoder call: its (chunk, 4096, 256) tensors then stay below glibc's mmap
-# threshold and in cache (measured per point, 1 thread: 4 -> 59 ms, 8 -> 62, 16 -> 64, 32 -> 67)
+# CPU: prompts decoded at once: bounds decoder memory and the delay of a stop
+DECODER_CHUNK = 16
+# CPU: prompts per PointDecoder call: its (chunk, 4096, 256) tensors then stay below glibc's mmap
+# threshold and in cache (measured per point, 1 thread: 4 -> 59 ms, 8 -> 62, 16 -> 64, 32 -> 67).
+# Other devices decode a whole batch of points_per_batch prompts per call (kernels big enough
+# to fill a GPU); points_per_batch bounds the memory there.
 POINT_DECODER_CHUNK = 4
 M2M_LOGIT_CLAMP = 32.0  # low-resolution logits are clamped to +-32 before being fed back (m2m)
 
 ProgressCallback = Callable[[int, int], None]
-StopCheck = Callable[[], bool]
-
-
-class GenerationCancelled(RuntimeError):
-    """Raised by :func:`generate` when ``should_stop()`` became true; nothing is returned."""
 
 
 @dataclass(frozen=True)
@@ -107,13 +105,13 @@ def generate_with_meta(model, image: np.ndarray, params: AutomaticParams, scale:
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
     from sam2.utils.amg import MaskData, rle_to_mask
 
-    choice = device_choice or select_device(False)
+    choice = device_choice or CPU
     kwargs = asdict(params)
     min_area = kwargs.pop("min_mask_region_area")
     generator = SAM2AutomaticMaskGenerator(model, multimask_output=True, min_mask_region_area=0,
                                            output_mode="uncompressed_rle", **kwargs)
     small = resize_for_input(image, scale)
-    with torch.no_grad(), choice.autocast():
+    with torch.no_grad(), choice.compute():
         records = generator.generate(small)
     h, w = image.shape[:2]
     if not records:
@@ -165,36 +163,18 @@ class _Kept:
         return len(self.iou)
 
 
-@contextlib.contextmanager
-def stoppable_encoder(model, should_stop: Optional[StopCheck]) -> Iterator[None]:
-    """Within this context, a stop request interrupts ``model``'s image encoder between two of
-    its trunk blocks by raising :class:`GenerationCancelled` (no-op when ``should_stop`` is None).
-    """
-    if should_stop is None:
-        yield
-        return
-
-    def check(_module, _inputs):
-        if should_stop():
-            raise GenerationCancelled("stopped during image encoding")
-
-    blocks = getattr(getattr(getattr(model, "image_encoder", None), "trunk", None), "blocks", None)
-    handles = [b.register_forward_pre_hook(check) for b in (blocks or [])]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def stability_upsampled(logits: torch.Tensor, index: torch.Tensor, crop_hw: Tuple[int, int],
-                        params: AutomaticParams) -> Tuple[torch.Tensor, torch.Tensor]:
+                        params: AutomaticParams, chunk: int = UPSAMPLE_CHUNK
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Stability and inclusive box ``(K,)``, ``(K, 4)`` of ``logits[index]`` bilinearly upsampled
-    to ``crop_hw`` (as Meta's generator does), :data:`UPSAMPLE_CHUNK` candidates at a time."""
+    to ``crop_hw`` (as Meta's generator does), ``chunk`` candidates at a time, on the logits'
+    device."""
     p = params
-    stabs, boxes = [torch.zeros(0)], [torch.zeros((0, 4), dtype=torch.int64)]
-    for start in range(0, len(index), UPSAMPLE_CHUNK):
-        idx = index[start:start + UPSAMPLE_CHUNK]
+    dev = logits.device
+    stabs = [torch.zeros(0, device=dev)]
+    boxes = [torch.zeros((0, 4), dtype=torch.int64, device=dev)]
+    for start in range(0, len(index), chunk):
+        idx = index[start:start + chunk]
         up = F.interpolate(logits[idx][:, None], crop_hw, mode="bilinear",
                            align_corners=False)[:, 0]
         stabs.append(amg.stability_score(up, p.mask_threshold, p.stability_score_offset))
@@ -226,6 +206,9 @@ class _Run:
         self.total = count_steps(params)
         self.done = 0
         self.fast = fast_decoder_supports(model)
+        on_cpu = self.device.type == "cpu"
+        self.point_chunk = POINT_DECODER_CHUNK if on_cpu else params.points_per_batch
+        self.decoder_chunk = DECODER_CHUNK if on_cpu else params.points_per_batch
 
     def check_stop(self) -> None:
         if self.should_stop():
@@ -235,7 +218,8 @@ class _Run:
     def _decode_points(self, emb: ImageEmbedding, fast: Optional[PointDecoder],
                        coords: torch.Tensor, iou_thresh: Optional[float] = None
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Three candidates per point: logits ``(3B, 256, 256)`` and IoU ``(3B,)``, point-major.
+        """Three candidates per point: logits ``(3B, 256, 256)`` and IoU ``(3B,)``, float32,
+        point-major.
 
         With ``iou_thresh`` (> 0), only the candidates whose predicted IoU is above it, in the
         same order: :class:`PointDecoder` then upscales only those (the IoU does not depend on
@@ -244,7 +228,7 @@ class _Run:
         model = self.model
         labels = torch.ones(len(coords), dtype=torch.int, device=self.device)
         early = iou_thresh is not None and iou_thresh > 0.0
-        chunk = POINT_DECODER_CHUNK if fast is not None else DECODER_CHUNK
+        chunk = self.point_chunk if fast is not None else self.decoder_chunk
         logits, ious = [], []
         for start in range(0, len(coords), chunk):
             self.check_stop()
@@ -255,13 +239,13 @@ class _Run:
                                                      masks=None)
                 if early:
                     _, low, iou = fast.decode_above(sparse, iou_thresh)
-                    logits.append(low.float())
+                    logits.append(low)
                     ious.append(iou)
                     continue
                 low, iou = fast(sparse)
             else:
-                low, iou = decode(model, emb, c, point_labels, True, self.choice)
-            low, iou = low.flatten(0, 1).float(), iou.flatten(0, 1)
+                low, iou = decode(model, emb, c, point_labels, True)
+            low, iou = low.flatten(0, 1), iou.flatten(0, 1)
             if early:
                 keep = iou > iou_thresh
                 low, iou = low[keep], iou[keep]
@@ -276,11 +260,12 @@ class _Run:
         labels = torch.ones(len(coords), dtype=torch.int, device=self.device)
         mask_in = logits.clamp(-M2M_LOGIT_CLAMP, M2M_LOGIT_CLAMP)[:, None]
         out_logits, out_iou = [], []
-        for start in range(0, len(coords), DECODER_CHUNK):
+        chunk = self.decoder_chunk
+        for start in range(0, len(coords), chunk):
             self.check_stop()
-            sl = slice(start, start + DECODER_CHUNK)
+            sl = slice(start, start + chunk)
             low, iou = decode(model, emb, coords[sl, None, :], labels[sl, None], False,
-                              self.choice, mask_input=mask_in[sl])
+                              mask_input=mask_in[sl])
             out_logits.append(low[:, 0])
             out_iou.append(iou[:, 0])
         return torch.cat(out_logits), torch.cat(out_iou)
@@ -288,25 +273,34 @@ class _Run:
     # -- filtering -----------------------------------------------------------------------------
     def _filter(self, logits: torch.Tensor, iou: torch.Tensor, crop_box: List[int],
                 crop_index: int, image_hw: Tuple[int, int]) -> Optional[_Kept]:
-        """Meta's per-batch filters, upsampling only what passes the predicted-IoU filter."""
+        """Meta's per-batch filters, upsampling only what passes the predicted-IoU filter.
+
+        Stability scores and boxes are counted by cells on the CPU for large crops
+        (:data:`BY_CELLS_MIN_PIXELS`), else from upsampled logits (on a GPU always: one pass of
+        large kernels, no per-mask host round trips). The stability and crop-edge filters are
+        applied as one boolean selection.
+        """
         p = self.params
         x0, y0, x1, y1 = crop_box
         crop_hw = (y1 - y0, x1 - x0)
         keep = iou > p.pred_iou_thresh if p.pred_iou_thresh > 0.0 else torch.ones_like(
             iou, dtype=torch.bool)
         index = torch.nonzero(keep)[:, 0]
-        by_cells = crop_hw[0] * crop_hw[1] >= BY_CELLS_MIN_PIXELS
-        stability = stability_by_cells if by_cells else stability_upsampled
-        stab, boxes = stability(logits, index, crop_hw, p)
-        if p.stability_score_thresh > 0.0:
-            ok = stab >= p.stability_score_thresh
-            index, stab, boxes = index[ok], stab[ok], boxes[ok]
+        if self.device.type == "cpu" and crop_hw[0] * crop_hw[1] >= BY_CELLS_MIN_PIXELS:
+            stab, boxes = stability_by_cells(logits, index, crop_hw, p)
+        else:
+            stab, boxes = stability_upsampled(logits, index, crop_hw, p,
+                                              upsample_chunk(self.device, crop_hw))
         ok = ~amg.near_crop_edge(boxes, crop_box, [0, 0, image_hw[1], image_hw[0]])
-        index, stab, boxes = index[ok], stab[ok], boxes[ok]
-        if len(index) == 0:
+        if p.stability_score_thresh > 0.0:
+            ok &= stab >= p.stability_score_thresh
+        ok = torch.nonzero(ok)[:, 0]  # one wait for the device, then plain indexing
+        if len(ok) == 0:
             return None
-        return _Kept(logits[index].clone(), iou[index], stab, boxes,
-                     torch.full((len(index),), crop_index, dtype=torch.int64))
+        index = index[ok]
+        return _Kept(logits[index].clone(), iou[index].float(), stab[ok], boxes[ok],
+                     torch.full((len(index),), crop_index, dtype=torch.int64,
+                                device=self.device))
 
     # -- one crop ------------------------------------------------------------------------------
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,
@@ -321,22 +315,22 @@ class _Run:
         if amg.points_per_side_of_layer(p.points_per_side, layer,
                                         p.crop_n_points_downscale_factor) == 0:
             return None
-        whole = crop_index == 0 and self.embedding is not None and \
-            self.embedding.input_hw == (ch, cw)
+        whole = (crop_index == 0 and self.embedding is not None
+                 and self.embedding.input_hw == (ch, cw) and self.embedding.choice == self.choice)
         emb = self.embedding if whole else encode_image(model, crop, device_choice=self.choice)
-        fast = PointDecoder(model, emb.image_embed, emb.high_res_feats) if self.fast else None
+        fast = PointDecoder(model, emb.image_embed, emb.high_res_feats,
+                            dtype=self.choice.dtype) if self.fast else None
         n_side = amg.points_per_side_of_layer(p.points_per_side, layer,
                                               p.crop_n_points_downscale_factor)
         points = amg.point_grid(n_side) * np.array([[cw, ch]])
         parts = []
         for start in range(0, len(points), p.points_per_batch):
             self.check_stop()
-            pts = torch.as_tensor(points[start:start + p.points_per_batch], dtype=torch.float32,
-                                  device=self.device)
-            coords = pts.clone()
-            coords[:, 0] = coords[:, 0] / cw
-            coords[:, 1] = coords[:, 1] / ch
-            coords = coords * model.image_size
+            # Meta's arithmetic (pixels in float32, then / size * 1024): the same coordinates
+            coords = torch.as_tensor(points[start:start + p.points_per_batch],
+                                     dtype=torch.float32, device=self.device)
+            coords = coords / torch.tensor([cw, ch], dtype=torch.float32,
+                                           device=self.device) * model.image_size
             # with m2m, Meta refines all candidates and filters on the refined IoU
             logits, iou = self._decode_points(
                 emb, fast, coords, None if p.use_m2m else p.pred_iou_thresh)
@@ -356,78 +350,9 @@ class _Run:
         order = batched_nms(kept.boxes.float(), kept.iou, torch.zeros_like(kept.boxes[:, 0]),
                             iou_threshold=p.box_nms_thresh)
         kept = kept.select(order)
-        kept.boxes = kept.boxes + torch.tensor([[x0, y0, x0, y0]], dtype=torch.int64)
+        kept.boxes = kept.boxes + torch.tensor([[x0, y0, x0, y0]], dtype=torch.int64,
+                                               device=kept.boxes.device)
         return kept
-
-
-def _crop_region(crop_box: Sequence[int], model_hw: Tuple[int, int],
-                 out_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
-    """A crop of the model's input image, in pixels of the output image (rounded)."""
-    (h, w), (oh, ow) = model_hw, out_hw
-    x0, y0, x1, y1 = crop_box
-    return (int(round(x0 * ow / w)), int(round(y0 * oh / h)), int(round(x1 * ow / w)),
-            int(round(y1 * oh / h)))
-
-
-def full_masks(logits: torch.Tensor, crop_index: torch.Tensor, crops: Sequence[List[int]],
-               model_hw: Tuple[int, int], out_hw: Tuple[int, int], mask_threshold: float,
-               should_stop: Optional[StopCheck] = None) -> np.ndarray:
-    """``(K, H, W)`` bool masks at ``out_hw`` from low-resolution logits of crops of the image.
-
-    Each mask's logits are bilinearly upsampled onto its crop's region of the output image and
-    thresholded (:func:`engine.amg.upsampled_masks`: only the pixels of low-resolution cells the
-    threshold crosses are interpolated; the same masks up to pixels within float rounding of the
-    threshold); outside the crop the mask is empty. At the model's own size this is what Meta's
-    generator does; at another size (``input_size_percent`` < 100) the logits are upsampled
-    straight to the original size instead of resizing a thresholded small mask.
-    """
-    oh, ow = out_hw
-    out = np.zeros((len(logits), oh, ow), bool)
-    for c in torch.unique(crop_index).tolist():
-        rx0, ry0, rx1, ry1 = _crop_region(crops[c], model_hw, out_hw)
-        index = torch.nonzero(crop_index == c)[:, 0]
-        rows = amg.BilinearAxis(logits.shape[-2], ry1 - ry0)
-        cols = amg.BilinearAxis(logits.shape[-1], rx1 - rx0)
-        for start in range(0, len(index), UPSAMPLE_CHUNK):
-            if should_stop is not None and should_stop():
-                raise GenerationCancelled("stopped by request")
-            idx = index[start:start + UPSAMPLE_CHUNK]
-            out[idx.numpy(), ry0:ry1, rx0:rx1] = amg.upsampled_masks(
-                logits[idx].float().cpu(), rows, cols, mask_threshold)
-    return out
-
-
-def remove_small_regions(masks: np.ndarray, min_area: int,
-                         nms_thresh: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Fill holes and drop islands below ``min_area`` pixels, then drop new duplicates.
-
-    As Meta's ``postprocess_small_regions``: every mask loses its small holes then its small
-    islands; box NMS at ``nms_thresh`` then prefers masks that did not change. ``masks`` is edited
-    in place (no second copy of all masks).
-
-    Returns:
-        the kept masks (a view of ``masks``) and their indices into the input, increasing.
-    """
-    from torchvision.ops import batched_nms
-
-    if len(masks) == 0:
-        return masks, np.zeros(0, np.int64)
-    unchanged = np.empty(len(masks), np.float32)
-    boxes = torch.zeros((len(masks), 4), dtype=torch.int64)
-    for i in range(len(masks)):
-        m, holes = amg.remove_small_regions(masks[i], min_area, "holes")
-        m, islands = amg.remove_small_regions(m, min_area, "islands")
-        if holes or islands:
-            masks[i] = m
-        unchanged[i] = float(not (holes or islands))
-        boxes[i] = amg.boxes_inclusive(torch.from_numpy(masks[i])[None])[0]
-    keep = batched_nms(boxes.float(), torch.from_numpy(unchanged),
-                       torch.zeros(len(masks), dtype=torch.int64), iou_threshold=nms_thresh)
-    keep = np.sort(keep.numpy())
-    for j, k in enumerate(keep):  # compact in place (keep is increasing, so k >= j)
-        if j != k:
-            masks[j] = masks[k]
-    return masks[:len(keep)], keep
 
 
 def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
@@ -438,31 +363,33 @@ def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1
     """Masks for the whole image: Meta's automatic mask generator's masks, computed leaner.
 
     Args:
-        model: a built SAM 2 model in eval mode.
+        model: a built SAM 2 model in eval mode, on ``device_choice.device``.
         image: HWC RGB uint8, original size.
         params: the generator's parameters (``min_mask_region_area`` in original-image pixels).
         scale: ``input_size_percent / 100``: the model sees the image resized by it; masks come
             back at the original size.
+        device_choice: device and precision (default: the CPU in float32).
         on_batch: called as ``on_batch(done, total)`` after each batch of ``points_per_batch``
             points (``total = count_steps(params)``).
         should_stop: polled between decoder chunks and encoder blocks; when it returns True the
             run stops and :class:`GenerationCancelled` is raised.
         embedding: the embedding of ``image`` resized by ``scale`` (e.g. the prompt predictor's
-            cached one): used for the whole-image crop instead of encoding it again.
+            cached one), in the same precision: used for the whole-image crop instead of
+            encoding it again.
     Returns:
         a :class:`Segmentation` sorted by decreasing area, with predicted IoU as ``scores`` and
         stability scores.
     """
     from torchvision.ops import batched_nms, box_area
 
-    choice = device_choice or select_device(False)
+    choice = device_choice or CPU
     run = _Run(model, params, choice, on_batch, should_stop, embedding)
     small = resize_for_input(image, scale)
     model_hw = small.shape[:2]
     out_hw = image.shape[:2]
     crops = amg.crop_boxes(model_hw, params.crop_n_layers, params.crop_overlap_ratio)
     parts = []
-    with torch.no_grad(), choice.autocast(), stoppable_encoder(model, run.should_stop):
+    with torch.no_grad(), choice.compute(), stoppable_encoder(model, run.should_stop):
         for index, (box, layer) in enumerate(crops):
             kept = run.process_crop(small, box, layer, index)
             if kept is not None:
@@ -471,39 +398,11 @@ def generate(model, image: np.ndarray, params: AutomaticParams, scale: float = 1
         return Segmentation.empty(*out_hw)
     kept = _Kept.cat(parts)
     if len(crops) > 1:
-        crop_t = torch.tensor([c for c, _ in crops], dtype=torch.int64)[kept.crop]
+        crop_t = torch.tensor([c for c, _ in crops], dtype=torch.int64,
+                              device=kept.crop.device)[kept.crop]
         order = batched_nms(kept.boxes.float(), 1 / box_area(crop_t),
                             torch.zeros_like(kept.boxes[:, 0]), iou_threshold=params.crop_nms_thresh)
         kept = kept.select(order)
     run.check_stop()
-    masks = full_masks(kept.logits, kept.crop, [c for c, _ in crops], model_hw, out_hw,
-                       params.mask_threshold, run.should_stop)
-    iou = kept.iou.float().cpu().numpy()
-    stability = kept.stability.float().cpu().numpy()
-    del kept
-    if params.min_mask_region_area > 0:
-        masks, index = remove_small_regions(masks, params.min_mask_region_area,
-                                            max(params.box_nms_thresh, params.crop_nms_thresh))
-        iou, stability = iou[index], stability[index]
-    order = np.argsort(-masks.sum(axis=(1, 2)), kind="stable")
-    _permute_rows(masks, order)
-    return Segmentation.from_masks(masks, iou[order], stability=stability[order])
-
-
-def _permute_rows(array: np.ndarray, order: np.ndarray) -> None:
-    """``array[:] = array[order]`` in place, with one spare row instead of a full copy."""
-    done = np.zeros(len(order), bool)
-    for start in range(len(order)):
-        if done[start] or order[start] == start:
-            done[start] = True
-            continue
-        spare = array[start].copy()
-        i = start
-        while True:
-            done[i] = True
-            j = order[i]
-            if j == start:
-                array[i] = spare
-                break
-            array[i] = array[j]
-            i = j
+    return final_masks(kept.logits, kept.crop, kept.iou, kept.stability, [c for c, _ in crops],
+                       model_hw, out_hw, params, run.should_stop)

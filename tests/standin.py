@@ -30,15 +30,15 @@ class StandInPromptEncoder(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(1))  # gives the module a device
 
     def get_dense_pe(self) -> torch.Tensor:
-        return torch.zeros(1, EMBED, *self.embed_hw)
+        return torch.zeros(1, EMBED, *self.embed_hw, device=self.anchor.device)
 
     def forward(self, points, boxes, masks):
         coords, labels = points
         bsz = coords.shape[0]
-        sparse = torch.zeros(bsz, coords.shape[1] + 1, EMBED)
+        sparse = torch.zeros(bsz, coords.shape[1] + 1, EMBED, device=coords.device)
         sparse[:, :-1, :2] = coords
         sparse[:, :-1, 2] = labels.float()
-        dense = torch.zeros(bsz, EMBED, *self.embed_hw)
+        dense = torch.zeros(bsz, EMBED, *self.embed_hw, device=coords.device)
         if masks is not None:
             dense[:, :MASK_FLAG] = F.pixel_unshuffle(masks.float(), 4)
             dense[:, MASK_FLAG] = 1.0
@@ -46,17 +46,20 @@ class StandInPromptEncoder(nn.Module):
 
 
 def disc_logits(coords: torch.Tensor, size: int = 256):
-    """``(B, 3, size, size)`` logits and ``(B, 3)`` IoU for points ``coords`` (B, 2), 1024 frame."""
+    """``(B, 3, size, size)`` logits and ``(B, 3)`` IoU for points ``coords`` (B, 2), 1024 frame,
+    float32 on ``coords``' device."""
+    dev = coords.device
     g = coords.double() / 4.0  # point in the 256 grid
     gx, gy = g[:, 0:1], g[:, 1:2]
     wave = torch.sin(gx / 17.0) * torch.cos(gy / 23.0)
-    base = torch.tensor([[9.0, 24.0, 90.0]], dtype=torch.float64)
+    base = torch.tensor([[9.0, 24.0, 90.0]], dtype=torch.float64, device=dev)
     radius = base * (1.0 + 0.35 * wave)  # (B, 3)
-    slope = torch.tensor([[6.0, 1.5, 0.6]], dtype=torch.float64) * (
-        1.0 + 0.9 * torch.sin(gx * 0.061 + gy * 0.043 + torch.arange(3) * 1.3))
-    iou = 0.72 + 0.27 * torch.sin(gx * 0.037 - gy * 0.051 + torch.arange(3) * 2.1) ** 2
-    ys = torch.arange(size, dtype=torch.float64) + 0.5
-    xs = torch.arange(size, dtype=torch.float64) + 0.5
+    three = torch.arange(3, device=dev)
+    slope = torch.tensor([[6.0, 1.5, 0.6]], dtype=torch.float64, device=dev) * (
+        1.0 + 0.9 * torch.sin(gx * 0.061 + gy * 0.043 + three * 1.3))
+    iou = 0.72 + 0.27 * torch.sin(gx * 0.037 - gy * 0.051 + three * 2.1) ** 2
+    ys = torch.arange(size, dtype=torch.float64, device=dev) + 0.5
+    xs = torch.arange(size, dtype=torch.float64, device=dev) + 0.5
     dx = xs[None, None, :] - gx[:, :, None]  # (B, 1, W)
     dy = ys[None, :, None] - gy[:, :, None]  # (B, H, 1)
     dist = torch.sqrt(dx ** 2 + dy ** 2)[:, None]  # (B, 1, H, W)
@@ -95,8 +98,8 @@ class StandInMaskDecoder(nn.Module):
                 out_logits[has_mask] = refined[has_mask]
                 out_iou[has_mask] = (0.7 + 0.29 * torch.cos(g[:, 0] * 0.029 + g[:, 1] * 0.071)
                                      ** 2).float()[has_mask, None]
-        tokens = torch.zeros(bsz, 1, EMBED)
-        obj = torch.full((bsz, 1), 10.0)
+        tokens = torch.zeros(bsz, 1, EMBED, device=coords.device)
+        obj = torch.full((bsz, 1), 10.0, device=coords.device)
         return out_logits, out_iou, tokens, obj
 
 
@@ -110,7 +113,8 @@ class StandInImageEncoder(nn.Module):
 
     def forward(self, x):
         s = x.shape[-1]
-        maps = [torch.zeros(1, self.channels, s // d, s // d) for d in (4, 8, 16)]
+        maps = [torch.zeros(1, self.channels, s // d, s // d, device=x.device)
+                for d in (4, 8, 16)]
         return {"vision_features": maps[-1], "vision_pos_enc": [m.clone() for m in maps],
                 "backbone_fpn": maps}
 
