@@ -254,16 +254,20 @@ class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
         info.algo_tasks = "SEMANTIC_SEGMENTATION,INSTANCE_SEGMENTATION"
         info.min_ikomia_version = "0.16.0"
         info.min_python_version = "3.10.0"
-        # Measured peak RSS of a whole run in one process (python + torch + ikomia + model), CPU,
-        # random weights of the real architectures (/usr/bin/time -v, ikomia 0.16.1, torch 2.x):
-        # prompt mode, 1920x1080 or 4000x3000: tiny 1.6 GiB, small 1.6, base_plus 1.9, large 2.5;
-        # automatic mode upsamples each batch of points_per_batch x 3 masks to the image size, so
-        # it grows with the image: points_per_batch 64, 1920x1080: 3.2 GiB (tiny and small); tiny,
-        # 4000x3000: 10.2 GiB (3.7 GiB with points_per_batch 16 or input_size_percent 50).
-        # 6 GB covers Full-HD images with room for the OS and Studio. 2 cores run it.
-        # VRAM could not be measured here (no GPU); Meta publishes no figure. Half-precision
-        # peaks reported in facebookresearch/sam2#118 for one 1024x1024 image: 0.46 GB (tiny)
-        # to 0.86 GB (large), plus the CUDA context and automatic-mode batches: 2 GB.
+        # Peak RSS of a whole run in one process (python + torch + ikomia + model + run +
+        # outputs), CPU, random weights of the real architectures, benchmarks/bench_memory.py
+        # (2026-11-30, torch 2.14.1, ikomia 0.16.1):
+        # - prompt mode, 1920x1080 or 4000x3000: tiny 1.6 GiB, small 1.6-1.7, base_plus 1.9,
+        #   large 2.6-2.8;
+        # - automatic mode keeps low-resolution logits until the end and makes full-size masks
+        #   only for the masks it returns, so memory grows with the masks returned times the
+        #   image size: ~150 masks (stand-in decoder, what trained weights give) at 1920x1080:
+        #   small 1.9 GiB, large 2.8; at 4000x3000: small 4.9 GiB, large 5.6 (random weights,
+        #   which return no mask: 1.6 / 2.7-2.8).
+        # 6 GB covers 12-megapixel photos in automatic mode with any model; Full-HD needs 3.
+        # VRAM is not measured yet (no GPU lent so far; benchmarks/gpu_check.py measures it):
+        # half-precision peaks reported in facebookresearch/sam2#118 for one 1024x1024 image are
+        # 0.46 GB (tiny) to 0.86 GB (large), plus the CUDA context and automatic-mode batches.
         info.hardware_config.min_cpu = 2
         info.hardware_config.min_ram = 6
         info.hardware_config.gpu_required = False

@@ -41,8 +41,12 @@ PLUGIN = "infer_segment_anything_2"
 
 
 def _import_engine():
-    """Import the plugin package by name through a temporary link to this checkout."""
-    link_dir = Path(tempfile.gettempdir()) / "sam2-bench-plugins"
+    """Import the plugin package by name through a temporary link to this checkout (one link
+    folder per checkout, so that two checkouts never import each other's code)."""
+    import hashlib
+
+    tag = hashlib.sha1(str(REPO).encode()).hexdigest()[:10]
+    link_dir = Path(tempfile.gettempdir()) / f"sam2-bench-plugins-{tag}"
     link_dir.mkdir(exist_ok=True)
     link = link_dir / PLUGIN
     if not link.exists():

@@ -31,9 +31,11 @@ model's own modules.
 behaves the same under any autocast policy (CUDA's and the CPU's differ). The large products (the
 image side: 4096 tokens) run in ``dtype`` (bfloat16 / float16 under a low precision, with float32
 accumulation as the backends do); everything else stays float32 on purpose: the residual streams
-of the image tokens (a bfloat16 sum would drop the attention's contribution below 1/256 of the
-stream), the softmaxes (computed in float32 from the low-precision scores) and layer norms, and the
-few-token side (self-attention, MLPs, heads: negligible cost). Two formulations:
+of the image tokens (as the model's own residual sums are under autocast; rounding them to
+bfloat16 adds about 20% to the logits' error on random weights, and more where the stream is
+large next to the attention's contribution), the softmaxes (computed in float32 from the
+low-precision scores) and layer norms, and the few-token side (self-attention, MLPs, heads:
+negligible cost). Two formulations:
 
 * ``exact`` (the CPU in float32): the rearrangements above that save work on a CPU but lose digits
   in lower precision (variance as E[x^2] - E[x]^2, the final attention's scores folded through the

@@ -1,0 +1,327 @@
+"""GPU check: parity with Meta and speed on a CUDA machine, one command, one table.
+
+For each model (random weights, seed 0) in the plugin's automatic precision (bfloat16 from
+compute capability 8), on the engine alone (no Ikomia needed):
+
+* prompt mode: our predictor against Meta's ``SAM2ImagePredictor`` on the same model object,
+  both under the same autocast: largest predicted-IoU difference and smallest mask IoU over a few
+  prompts; cold run (checkpoint load + encoding + one prompt), re-prompt on an image already set
+  (median), ours against Meta's ``predict``;
+* automatic mode, 32x32 points on the image, ours (``engine.automatic.generate``) against Meta's
+  ``SAM2AutomaticMaskGenerator.generate`` as its users call it (binary masks out), both encoding
+  the image, in three regimes of the IoU filter:
+  ``defaults`` (random weights pass nothing at 0.8: a bound), ``half pass`` (``iou_thresh`` at the
+  median of the model's own predicted IoUs) and ``most pass`` (at their 10% quantile, stability
+  filter off: what trained weights do, and more); time (median) and peak VRAM
+  (``torch.cuda.max_memory_allocated``) of each, masks kept on each side;
+* automatic parity on the same GPU path with the stand-in decoder of ``tests/standin.py`` (known
+  discs, so the masks can be compared): counts and smallest matched mask IoU, with and without
+  crops, and their times.
+
+The table is printed and written, with the raw numbers as JSON, to ``--out`` (default ``$OUT``
+when set, else ``gpu_check_out``). On a CUDA machine without the ``sam2`` module and its pure
+wheels, prepare them first (README, "On a GPU"). ``--device cpu --quick`` runs the same checks
+small on a CPU (the test suite does, to keep this script working).
+
+Usage: python3 benchmarks/gpu_check.py [--image .gpu/truck.jpg] [--models M ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_automatic import IMAGES, _import_engine  # noqa: E402
+
+MODELS = ("sam2.1_hiera_tiny", "sam2.1_hiera_large")
+
+
+def _args(argv):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default=None, help="default: .gpu/truck.jpg, else "
+                    "../shared/images/truck.jpg, else a synthetic picture")
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--points-per-side", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=2, help="automatic runs timed (median)")
+    ap.add_argument("--quick", action="store_true", help="small: tiny model, 8x8 points, "
+                    "small image, one regime, no warm-up (for a CPU)")
+    ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.models, args.points_per_side, args.repeats = args.models[:1], 8, 1
+    return args
+
+
+def _image(args):
+    import cv2
+
+    repo = Path(__file__).resolve().parents[1]
+    for path in ([args.image] if args.image else [repo / ".gpu" / "truck.jpg",
+                                                   IMAGES / "truck.jpg"]):
+        if path and Path(path).is_file():
+            image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            name = Path(path).name
+            break
+    else:
+        rng = np.random.default_rng(1)
+        image = np.zeros((600, 900, 3), np.uint8)
+        image[:] = np.linspace(40, 200, 900, dtype=np.uint8)[None, :, None]
+        for _ in range(12):
+            x, y, r = (int(v) for v in rng.integers([0, 0, 20], [900, 600, 120]))
+            cv2.circle(image, (x, y), r, tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+        name = "synthetic"
+    if args.quick:
+        image = cv2.resize(image, (image.shape[1] // 4, image.shape[0] // 4),
+                           interpolation=cv2.INTER_AREA)
+    return image, name
+
+
+class Clock:
+    """Wall time of GPU work: synchronises before reading the clock."""
+
+    def __init__(self, device):
+        import torch
+
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def __call__(self, fn, repeats=1, warmup=0):
+        for _ in range(warmup):
+            fn()
+        times, out = [], None
+        for _ in range(repeats):
+            self.sync()
+            start = time.perf_counter()
+            out = fn()
+            self.sync()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), out
+
+
+def _peak(device, fn):
+    """``fn()`` and the peak GPU memory it allocated, in MiB (None on a CPU)."""
+    import torch
+
+    if device.type != "cuda":
+        return fn(), None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, torch.cuda.max_memory_allocated() / 2 ** 20
+
+
+def _match(ours, ref):
+    """Smallest IoU of Meta's masks with their best match among ours (1.0 when none)."""
+    if len(ref) == 0 or len(ours) == 0:
+        return 1.0 if len(ref) == len(ours) else 0.0
+    a = ours.masks.reshape(len(ours), -1)
+    b = ref.masks.reshape(len(ref), -1)
+    best = []
+    for m in b:
+        inter = (a & m).sum(axis=1)
+        union = (a | m).sum(axis=1)
+        best.append(float((inter / np.maximum(union, 1)).max()))
+    return min(best)
+
+
+def _meta_generator(model, params, choice):
+    """Meta's generator as its users call it (default output: binary masks), timed bare;
+    returns a function giving ``(masks (K, H, W) bool, predicted IoU)``."""
+    import torch
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    kwargs = {k: v for k, v in params.__dict__.items() if k != "min_mask_region_area"}
+    generator = SAM2AutomaticMaskGenerator(model, **kwargs)
+
+    def run(image):
+        with torch.no_grad(), choice.compute():
+            records = generator.generate(image)
+        return records
+    return run
+
+
+class _Masks:
+    """Meta's records as the parallel arrays :func:`_match` compares."""
+
+    def __init__(self, records, hw):
+        self.masks = (np.stack([r["segmentation"] for r in records]) if records
+                      else np.zeros((0, *hw), bool))
+
+    def __len__(self):
+        return len(self.masks)
+
+
+def check_model(name, args, image, device, rows, raw):
+    import torch
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    import standin
+    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
+    from infer_segment_anything_2.engine.decoder import PointDecoder
+    from infer_segment_anything_2.engine.device import DeviceChoice
+    from infer_segment_anything_2.engine.loader import build_model
+    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.predictor import PromptPredictor
+    from infer_segment_anything_2.engine.prompts import make_prompt
+
+    clock = Clock(device)
+    spec = get_model_spec(name)
+    torch.manual_seed(0)
+    ckpt = Path(tempfile.mkdtemp(prefix="sam2-gpu-check-")) / spec.filename
+    torch.save({"model": build_model(spec, None).state_dict()}, ckpt)
+    choice = DeviceChoice.make(device, args.precision)
+    tag = f"{name} ({str(choice.dtype).replace('torch.', '')})"
+    h, w = image.shape[:2]
+    pts = [[w * 0.28, h * 0.31], [w * 0.6, h * 0.5], [w * 0.45, h * 0.7]]
+
+    # prompt mode: cold run, parity, re-prompt
+    def cold():
+        model = build_model(spec, ckpt, device)
+        predictor = PromptPredictor(model)
+        predictor.set_image(image, device_choice=choice)
+        return model, predictor, predictor.predict(make_prompt([pts[0]], [1], []))
+    cold_s, (model, ours, _) = clock(cold)
+    meta = SAM2ImagePredictor(model)
+    with torch.no_grad(), choice.compute():
+        meta.set_image(image)
+    prompts = [([pts[0]], [1], [], False), (pts[:2], [1, 0], [], False),
+               ([], [], [[w * 0.1, h * 0.2, w * 0.7, h * 0.9]], False),
+               ([pts[2]], [1], [[w * 0.3, h * 0.4, w * 0.6, h * 0.95]], True)]
+    score_diff, mask_iou = 0.0, 1.0
+    for points, labels, boxes, multi in prompts:
+        seg = ours.predict(make_prompt(points, labels, boxes), multi)
+        with torch.no_grad(), choice.compute():
+            masks, scores, _ = meta.predict(np.array(points) if points else None,
+                                            np.array(labels) if labels else None,
+                                            box=np.array(boxes[0]) if boxes else None,
+                                            multimask_output=multi)
+        order = np.argsort(-scores, kind="stable")
+        score_diff = max(score_diff, float(np.abs(seg.scores - scores[order]).max()))
+        for mine, theirs in zip(seg.masks, masks[order] > 0):
+            union = (mine | theirs).sum()
+            mask_iou = min(mask_iou, float((mine & theirs).sum() / union) if union else 1.0)
+    turn = iter(range(10 ** 6))
+    ours_s, _ = clock(lambda: ours.predict(make_prompt([pts[next(turn) % 3]], [1], [])),
+                      repeats=20, warmup=3)
+
+    def meta_predict():
+        with torch.no_grad(), choice.compute():
+            return meta.predict(np.array([pts[next(turn) % 3]]), np.array([1]),
+                                multimask_output=False)
+    meta_s, _ = clock(meta_predict, repeats=20, warmup=3)
+    rows += [(tag, "prompt parity: max |score diff|, min mask IoU", f"{score_diff:.4f}",
+              f"{mask_iou:.3f}", ""),
+             (tag, "cold run: load + encode + prompt", f"{cold_s * 1e3:.0f} ms", "", ""),
+             (tag, "re-prompt, image set (median of 20)", f"{ours_s * 1e3:.1f} ms",
+              f"{meta_s * 1e3:.1f} ms", f"{ours_s / meta_s:.2f}x Meta")]
+    raw[tag] = dict(cold_s=cold_s, reprompt_s=ours_s, meta_predict_s=meta_s,
+                    score_diff=score_diff, mask_iou=mask_iou)
+
+    # automatic mode, random weights: the IoU filter's regimes from the model's own IoUs
+    grid = ours.embedding
+    fast = PointDecoder(model, grid.image_embed, grid.high_res_feats, dtype=choice.dtype)
+    n = args.points_per_side
+    xy = (torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="xy"), -1)
+          .reshape(-1, 1, 2).float() + 0.5) / n * model.image_size
+    with torch.no_grad(), choice.compute():
+        sparse, _ = model.sam_prompt_encoder(points=(xy.to(device), torch.ones(
+            len(xy), 1, dtype=torch.int, device=device)), boxes=None, masks=None)
+        q, tokens, toks = fast.transformer(sparse)
+        ious = fast.iou(q, tokens, toks).flatten().float().cpu().numpy()
+    del fast, q, tokens, toks
+    regimes = {"defaults": {}, "half pass": dict(pred_iou_thresh=float(np.quantile(ious, 0.5))),
+               "most pass": dict(pred_iou_thresh=float(np.quantile(ious, 0.1)),
+                                 stability_score_thresh=0.0)}
+    if args.quick:
+        regimes = {"most pass": regimes["most pass"]}
+    warm = 0 if args.quick else 1
+    for regime, extra in regimes.items():
+        params = AutomaticParams(points_per_side=n, **extra)
+        with torch.no_grad():
+            t_ours, (seg, vram_ours) = clock(lambda: _peak(device, lambda: generate(
+                model, image, params, device_choice=choice)), args.repeats, warm)
+            meta_run = _meta_generator(model, params, choice)
+            t_meta, (records, vram_meta) = clock(lambda: _peak(device, lambda: meta_run(image)),
+                                                 args.repeats, warm)
+            ref = _Masks(records, image.shape[:2])
+        vram = (f", VRAM {vram_ours:.0f} / {vram_meta:.0f} MiB" if vram_ours is not None
+                else "")
+        rows.append((tag, f"automatic {n}x{n}, {regime}: masks {len(seg)} / {len(ref)}{vram}",
+                     f"{t_ours * 1e3:.0f} ms", f"{t_meta * 1e3:.0f} ms",
+                     f"{t_meta / t_ours:.1f}x faster"))
+        raw[f"{tag} automatic {regime}"] = dict(
+            params=extra, ours_s=t_ours, meta_s=t_meta, masks=len(seg), meta_masks=len(ref),
+            vram_mib=vram_ours, meta_vram_mib=vram_meta, min_mask_iou=_match(seg, ref))
+    ours = meta = model = None  # free the GPU memory before the stand-in runs
+    torch.cuda.empty_cache() if device.type == "cuda" else None
+
+    # automatic parity with the stand-in decoder (same masks expected)
+    model = build_model(spec, ckpt, device)
+    standin.install(model, image_encoder=args.quick)
+    for crops in (0, 1):
+        params = AutomaticParams(points_per_side=n if not crops else max(4, n // 4),
+                                 crop_n_layers=crops)
+        with torch.no_grad():
+            t_ours, seg = clock(lambda: generate(model, image, params, device_choice=choice),
+                                args.repeats, warm)
+            meta_run = _meta_generator(model, params, choice)
+            t_meta, records = clock(lambda: meta_run(image), args.repeats, warm)
+            ref = _Masks(records, image.shape[:2])
+        least = _match(seg, ref)
+        rows.append((tag, f"stand-in parity, {params.points_per_side}x{params.points_per_side}"
+                     f"{', crops' if crops else ''}: masks {len(seg)} / {len(ref)}, min IoU "
+                     f"{least:.3f}", f"{t_ours * 1e3:.0f} ms", f"{t_meta * 1e3:.0f} ms",
+                     f"{t_meta / t_ours:.1f}x faster"))
+        raw[f"{tag} stand-in crops={crops}"] = dict(ours_s=t_ours, meta_s=t_meta,
+                                                    masks=len(seg), meta_masks=len(ref),
+                                                    min_mask_iou=least)
+    ckpt.unlink()
+
+
+def main(argv=None) -> int:
+    args = _args(argv)
+    _import_engine()
+    import torch
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here: use --device cpu --quick for a small run on the CPU")
+        return 2
+    torch.zeros(1, device=device)  # CUDA context and allocator ready before any timing
+    image, image_name = _image(args)
+    start = time.perf_counter()
+    rows, raw = [], {}
+    for name in args.models:
+        check_model(name, args, image, device, rows, raw)
+    what = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads")
+    head = (f"GPU check: {what}, torch {torch.__version__}, image {image_name} "
+            f"{image.shape[1]}x{image.shape[0]}, random weights (seed 0), precision "
+            f"{args.precision}, {time.perf_counter() - start:.0f} s")
+    widths = [max(len(str(r[i])) for r in rows + [("model", "check", "ours", "Meta", "")])
+              for i in range(5)]
+    lines = [head, ""] + [" | ".join(str(c).ljust(wd) for c, wd in zip(r, widths)) for r in
+                          [("model", "check", "ours", "Meta", "")] + rows]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.txt").write_text(text + "\n")
+    (out / "gpu_check.json").write_text(json.dumps(
+        {"header": head, "results": raw, "ikomia_imported": "ikomia" in sys.modules}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
