@@ -10,18 +10,22 @@ Both return the same masks for the same weights and parameters. Ours gets there 
   every candidate and filters on the refined IoU);
 * each decoder batch is filtered by predicted IoU *before* anything is upsampled; the stability
   score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
-  full-resolution logits of the survivors only: small crops upsample them in chunks of
-  :data:`UPSAMPLE_CHUNK`; large ones count whole low-resolution cells and, in the cells a
+  full-resolution logits of the survivors only: on the CPU, small crops upsample them in chunks
+  of :data:`UPSAMPLE_CHUNK`, large ones count whole low-resolution cells and, in the cells a
   threshold crosses, runs of pixels along each output row (:func:`engine.amg.stability_and_boxes`,
-  same counts up to float rounding at a threshold);
+  same counts up to float rounding at a threshold); on other devices (GPUs) they are always
+  upsampled, in chunks of :data:`engine.final_masks.UPSAMPLE_BYTES`;
 * survivors are kept as their 256x256 low-resolution logits (256 KiB each), never as full-resolution
   masks or run-length encodings; NMS needs only boxes and scores;
 * full-resolution masks are made once, at the end, for the masks that survived NMS, directly at the
-  original image size (from the logits, also when ``input_size_percent`` < 100), by cells as
-  well (:func:`engine.amg.upsampled_masks`);
+  original image size (from the logits, also when ``input_size_percent`` < 100)
+  (:mod:`engine.final_masks`);
 * the mask decoder runs as :class:`engine.decoder.PointDecoder` (same function, reordered) in
-  chunks of :data:`POINT_DECODER_CHUNK` prompts (other decoders: :data:`DECODER_CHUNK`), so
-  memory is bounded by ``points_per_batch`` and a stop request is honoured within one chunk;
+  chunks of :data:`POINT_DECODER_CHUNK` prompts on the CPU (other decoders: :data:`DECODER_CHUNK`)
+  and of ``points_per_batch`` elsewhere, so memory is bounded by ``points_per_batch`` and a stop
+  request is honoured within one chunk;
+* every tensor is made on the model's device, and the host waits for the device a fixed number
+  of times per batch of points (data-dependent selections), never once per mask;
 * ``min_mask_region_area`` uses OpenCV on the CPU (Meta's ``postprocess_small_regions``
   semantics), not SAM 2's CUDA extension.
 """
@@ -36,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from . import amg
-from .cancel import GenerationCancelled, StopCheck, stoppable_encoder  # noqa: F401
+from .cancel import GenerationCancelled, StopCheck, stoppable_encoder
 from .decoder import PointDecoder, supports as fast_decoder_supports
 from .device import CPU, DeviceChoice
 from .final_masks import UPSAMPLE_CHUNK, final_masks, upsample_chunk

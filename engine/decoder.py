@@ -44,6 +44,9 @@ negligible cost). Two formulations:
 * otherwise (any GPU, or a low precision): the last layer norm is applied to the image tokens
   before the final attention (no folding), softmaxes by ``torch.softmax`` in float32, and every
   product batched over the prompts of a call (the caller decodes a whole ``points_per_batch``).
+
+The attention pieces shared by both live in :mod:`engine.attention`, the upscaling in
+:mod:`engine.upscaling`.
 """
 from __future__ import annotations
 
@@ -53,24 +56,10 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .attention import (ImageTokens, final_attention_folded, heads, linear, merge, softmax32,
+                        softmax_tokens)
 from .device import autocast_off
 from .upscaling import Upscaler
-
-
-def _linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
-    return F.linear(x, layer.weight, layer.bias)
-
-
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """``(B, N, H*d)`` -> ``(B, H, N, d)``."""
-    b, n, c = x.shape
-    return x.reshape(b, n, n_heads, c // n_heads).transpose(1, 2)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, N, d)`` -> ``(B, N, H*d)``."""
-    b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
 
 
 def supports(model) -> bool:
@@ -136,11 +125,11 @@ class PointDecoder:
             first = t.layers[0]
             kp0 = keys0 + self.pe
             a = first.cross_attn_token_to_image
-            self.k0 = _heads(_linear(kp0, a.k_proj), a.num_heads).to(dtype)
-            self.v0 = _heads(_linear(keys0, a.v_proj), a.num_heads).to(dtype)
+            self.k0 = heads(linear(kp0, a.k_proj), a.num_heads).to(dtype)
+            self.v0 = heads(linear(keys0, a.v_proj), a.num_heads).to(dtype)
             b = first.cross_attn_image_to_token
             # (1, H, d, N): image-to-token scores are computed tokens-first, (B, H, T, N)
-            self.qi0_t = _heads(_linear(kp0, b.q_proj), b.num_heads).transpose(2, 3) \
+            self.qi0_t = heads(linear(kp0, b.q_proj), b.num_heads).transpose(2, 3) \
                 .contiguous().to(dtype)
             # layer 0's image tokens plus the bias of its image-to-token output projection
             self.keys0b = keys0 + b.out_proj.bias
@@ -169,15 +158,15 @@ class PointDecoder:
         bsz, t, _ = q_in.shape
         c = keys.shape[-1]
         d = attn.internal_dim // h
-        q = _heads(_linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
+        q = heads(linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         wk = attn.k_proj.weight.reshape(h, d, c)
         folded = torch.einsum("bhtd,hdc->bhtc", q, wk).reshape(bsz, h * t, c)
         scores = torch.bmm(self._low(folded), kp.transpose(1, 2))  # (B, H*T, N)
-        probs = _softmax32(scores, -1)
+        probs = softmax32(scores, -1)
         mixed = torch.bmm(self._low(probs), keys).float().reshape(bsz, h, t, c)
         wv = attn.v_proj.weight.reshape(h, d, c)
         out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
-        return _linear(_merge(out), attn.out_proj)
+        return linear(merge(out), attn.out_proj)
 
     def _image_to_token(self, attn, k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
         """Layer 0's ``keys0b + attn(q=image, k=k_in, v=v_in)``: the image queries are the
@@ -186,16 +175,16 @@ class PointDecoder:
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
-        k = _heads(_linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
-        v = _heads(_linear(v_in, attn.v_proj), h)
+        k = heads(linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
+        v = heads(linear(v_in, attn.v_proj), h)
         scores = torch.matmul(self._low(k), self.qi0_t)  # (B, H, T, N)
         n = scores.shape[-1]
         wo = attn.out_proj.weight.reshape(c, h, d)
         v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
         if self.exact:
-            flat = _softmax_tokens(scores).reshape(bsz, h * t, n).transpose(1, 2)
+            flat = softmax_tokens(scores).reshape(bsz, h * t, n).transpose(1, 2)
             return torch.baddbmm(self.keys0b.expand(bsz, -1, -1), flat, v_out)
-        probs = _softmax32(scores, 2)
+        probs = softmax32(scores, 2)
         flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)  # (B, N, H*T)
         return torch.bmm(flat, self._low(v_out)).float().add_(self.keys0b)
 
@@ -213,33 +202,33 @@ class PointDecoder:
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
-        k = _heads(_linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
+        k = heads(linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         wq = attn.q_proj.weight.reshape(h, d, c)
         folded = torch.einsum("bhtd,hdc->bhtc", k, wq).reshape(bsz, h * t, c)
         bias = torch.einsum("bhtd,hd->bht", k, attn.q_proj.bias.reshape(h, d))
         scores = torch.baddbmm(self._low(bias.reshape(bsz, h * t, 1)), self._low(folded),
                                kp.transpose(1, 2))
         n = kp.shape[1]
-        v = _heads(_linear(v_in, attn.v_proj), h)
+        v = heads(linear(v_in, attn.v_proj), h)
         wo = attn.out_proj.weight.reshape(c, h, d)
         v_out = (torch.einsum("bhtd,chd->bhtc", v, wo) + attn.out_proj.bias / h
                  ).reshape(bsz, h * t, c)
         if self.exact:
-            probs = _softmax_tokens(scores.reshape(bsz, h, t, n))
+            probs = softmax_tokens(scores.reshape(bsz, h, t, n))
             return residual.baddbmm_(probs.reshape(bsz, h * t, n).transpose(1, 2), v_out)
-        probs = _softmax32(scores.reshape(bsz, h, t, n), 2)
+        probs = softmax32(scores.reshape(bsz, h, t, n), 2)
         flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)
         return residual.add_(torch.bmm(flat, self._low(v_out)))
 
     # -- decoding ------------------------------------------------------------------------------
     def transformer(self, sparse: torch.Tensor
-                    ) -> Tuple[torch.Tensor, torch.Tensor, "_ImageTokens"]:
+                    ) -> Tuple[torch.Tensor, torch.Tensor, "ImageTokens"]:
         """The two-way transformer's layers for B prompts, without the final attention.
 
         Returns:
             output tokens ``(B, T, C)`` (before the final token-to-image attention), the prompt
             tokens ``(B, T, C)`` (their positional encoding) and the image tokens, kept before
-            the last layer norm (:class:`_ImageTokens`); all float32.
+            the last layer norm (:class:`ImageTokens`); all float32.
         """
         t = self.t
         bsz = sparse.shape[0]
@@ -252,10 +241,10 @@ class PointDecoder:
         a = first.cross_attn_token_to_image
         # all prompts' queries in one attention against the shared keys and values
         n_tok = tokens.shape[1]
-        qh = _heads(_linear(q + tokens, a.q_proj).reshape(1, bsz * n_tok, -1), a.num_heads)
+        qh = heads(linear(q + tokens, a.q_proj).reshape(1, bsz * n_tok, -1), a.num_heads)
         o = F.scaled_dot_product_attention(self._low(qh), self.k0, self.v0).float()
-        o = _merge(o).reshape(bsz, n_tok, -1)  # (1, H, B*T, d) -> (B, T, C)
-        q = first.norm2(q + _linear(o, a.out_proj))
+        o = merge(o).reshape(bsz, n_tok, -1)  # (1, H, B*T, d) -> (B, T, C)
+        q = first.norm2(q + linear(o, a.out_proj))
         q = first.norm3(q + first.mlp(q))
         x = self._image_to_token(first.cross_attn_image_to_token, q + tokens, q)
         norm = first.norm4
@@ -273,9 +262,9 @@ class PointDecoder:
                                           keys)
             norm = layer.norm4
             del kp, keys
-        return q, tokens, _ImageTokens(x, norm, self)
+        return q, tokens, ImageTokens(x, norm, self.pe, self.dtype, self.exact)
 
-    def final_tokens(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens",
+    def final_tokens(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens",
                      rows: slice) -> torch.Tensor:
         """The transformer's output tokens ``rows`` after its final token-to-image attention.
 
@@ -286,51 +275,18 @@ class PointDecoder:
         attn = self.t.final_attn_token_to_image
         q, tokens = q[:, rows], tokens[:, rows]
         if self.exact:
-            out = self._final_attention_folded(attn, q + tokens, image)
+            out = final_attention_folded(attn, q + tokens, image)
         else:
             out = self._token_to_image(attn, q + tokens, image.keys_low(), image.kp_low())
         return self.t.norm_final_attn(q + out)
 
-    def _final_attention_folded(self, attn, q_in: torch.Tensor,
-                                image: "_ImageTokens") -> torch.Tensor:
-        """``attn(q=q_in, k=keys + pe, v=keys)`` with ``keys = norm(x)`` never written (float32
-        on the CPU: the folded scores subtract two large terms, which lower precision spoils).
-
-        With ``keys = (x - m) r g + b`` (``m``, ``r`` each pixel's mean and inverse deviation),
-        a query's scores are ``r ((w g) . x - m (w . g)) + w . pe`` (plus a constant) and its
-        attention-weighted keys ``g ((p r) x - (p r) . m) + b``, so the normalised ``(B, N, C)``
-        tokens are never written for prompts that the IoU filter drops.
-        """
-        x, mean, rstd = image.x, image.mean, image.rstd
-        g, beta = image.norm.weight, image.norm.bias
-        h = attn.num_heads
-        bsz, t, _ = q_in.shape
-        n, c = x.shape[1], x.shape[2]
-        d = attn.internal_dim // h
-        qh = _heads(_linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
-        wk = attn.k_proj.weight.reshape(h, d, c)
-        folded = torch.einsum("bhtd,hdc->bhtc", qh, wk).reshape(bsz, h * t, c)
-        fg = folded * g
-        scores = torch.bmm(fg, x.transpose(1, 2))  # (B, H*T, N)
-        scores = scores.sub_(fg.sum(dim=-1, keepdim=True) * mean[:, None, :]).mul_(
-            rstd[:, None, :])
-        # w . b and the key projection's bias are constant over the pixels: the softmax ignores
-        # them
-        scores.view(bsz * h * t, n).addmm_(folded.reshape(bsz * h * t, c), self.pe[0].t())
-        probs = torch.softmax(scores, dim=-1).mul_(rstd[:, None, :])
-        mixed = torch.bmm(probs, x).sub_((probs @ mean[:, :, None]))  # (B, H*T, C)
-        mixed = (mixed * g + beta).reshape(bsz, h, t, c)
-        wv = attn.v_proj.weight.reshape(h, d, c)
-        out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
-        return _linear(_merge(out), attn.out_proj)
-
-    def iou(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens") -> torch.Tensor:
+    def iou(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens") -> torch.Tensor:
         """Predicted IoU ``(B, 3)`` of the multimask outputs (reads the IoU token only)."""
         s = self.s
         out = self.final_tokens(q, tokens, image, slice(s, s + 1))
         return self.dec.iou_prediction_head(out[:, 0])[:, 1:]
 
-    def hyper(self, q: torch.Tensor, tokens: torch.Tensor, image: "_ImageTokens"
+    def hyper(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens"
               ) -> torch.Tensor:
         """Hypernetwork vectors ``(B, 3, c8)`` of the multimask tokens 1..3."""
         dec, s = self.dec, self.s
@@ -381,63 +337,3 @@ class PointDecoder:
             return index, logits, iou[index]
 
 
-class _ImageTokens:
-    """The decoder's image tokens ``x`` ``(B, N, C)`` float32 before the last layer norm
-    ``norm``.
-
-    In the exact formulation, each pixel's mean and inverse standard deviation ``(B, N)`` (as
-    ``norm`` computes them) serve the folded final attention; otherwise ``norm(x)`` is computed
-    once and kept, with its products-dtype copies for the final attention.
-    """
-
-    def __init__(self, x: torch.Tensor, norm: torch.nn.LayerNorm, decoder: PointDecoder,
-                 stats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-                 keys: Optional[torch.Tensor] = None):
-        self.x, self.norm, self.decoder = x, norm, decoder
-        self._keys, self._keys_low, self._kp_low = keys, None, None
-        if decoder.exact and stats is None:
-            # E[x^2] - E[x]^2 from two fast reductions (torch.var_mean is 10x slower on CPU);
-            # float32 keeps the digits here (tests/test_decoder.py compares with the model)
-            mean = x.mean(dim=-1)
-            square = torch.linalg.vector_norm(x, dim=-1).square_().div_(x.shape[-1])
-            stats = mean, torch.rsqrt((square - mean * mean).clamp_(min=0.0) + norm.eps)
-        self.mean, self.rstd = stats if stats is not None else (None, None)
-
-    def select(self, index: torch.Tensor) -> "_ImageTokens":
-        stats = None if self.mean is None else (self.mean[index], self.rstd[index])
-        keys = None if self._keys is None else self._keys[index]
-        return _ImageTokens(self.x[index], self.norm, self.decoder, stats, keys)
-
-    def keys(self) -> torch.Tensor:
-        """The normalised image tokens ``norm(x)`` (float32; computed once)."""
-        if self._keys is None:
-            self._keys = self.norm(self.x)
-        return self._keys
-
-    def keys_low(self) -> torch.Tensor:
-        """:meth:`keys` in the products' dtype (computed once)."""
-        if self._keys_low is None:
-            self._keys_low = self.decoder._low(self.keys())
-        return self._keys_low
-
-    def kp_low(self) -> torch.Tensor:
-        """``keys + pe`` in the products' dtype (computed once)."""
-        if self._kp_low is None:
-            self._kp_low = self.decoder._low(self.keys() + self.decoder.pe)
-        return self._kp_low
-
-
-def _softmax32(scores: torch.Tensor, dim: int) -> torch.Tensor:
-    """``softmax`` in float32 of scores in any dtype (a low-precision softmax would round the
-    probabilities; passing ``dtype`` costs 10% on float32 input on a CPU, so only when needed)."""
-    if scores.dtype == torch.float32:
-        return torch.softmax(scores, dim=dim)
-    return torch.softmax(scores, dim=dim, dtype=torch.float32)
-
-
-def _softmax_tokens(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over dim 2 of ``(B, H, T, N)`` float32 scores (each pixel's weights over a head's
-    T tokens), in place: ``exp(x - max) / sum`` as ``torch.softmax``, vectorised over N (CPU,
-    float32 only: in place, in lower precision, it would round every intermediate)."""
-    scores = scores.sub_(scores.amax(dim=2, keepdim=True)).exp_()
-    return scores.div_(scores.sum(dim=2, keepdim=True))

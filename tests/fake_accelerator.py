@@ -129,9 +129,14 @@ def fake_accelerator() -> Iterator[_AcceleratorMode]:
         t = real_as_tensor(data, dtype=dtype)
         return t if device is None else t.to(device)
 
+    # the computation is the CPU's: static OpenMP teams, as DeviceChoice.compute() gives CPU runs
+    # (Ikomia, imported by other tests, turns them dynamic; bfloat16 products then go wrong)
+    from infer_segment_anything_2.engine.device import static_openmp_teams
+
     with mock.patch.object(torch.Tensor, "tolist", tolist), \
             mock.patch.object(torch, "tensor", tensor), \
-            mock.patch.object(torch, "as_tensor", as_tensor), _AcceleratorMode() as mode:
+            mock.patch.object(torch, "as_tensor", as_tensor), static_openmp_teams(), \
+            _AcceleratorMode() as mode:
         yield mode
 
 

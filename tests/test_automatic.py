@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import standin  # noqa: E402
 
 from infer_segment_anything_2.engine.automatic import (  # noqa: E402
-    AutomaticParams, GenerationCancelled, count_steps, generate, generate_with_meta)
+    AutomaticParams, count_steps, generate, generate_with_meta)
+from infer_segment_anything_2.engine.cancel import GenerationCancelled  # noqa: E402
 
 IMAGE = np.zeros((160, 240, 3), np.uint8)  # content is irrelevant to the stand-in
 

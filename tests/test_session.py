@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infer_segment_anything_2.engine.automatic import AutomaticParams, GenerationCancelled
+from infer_segment_anything_2.engine.automatic import AutomaticParams
+from infer_segment_anything_2.engine.cancel import GenerationCancelled
 from infer_segment_anything_2.engine.prompts import parse_prompt
 from infer_segment_anything_2.engine.session import ModelKey, Sam2Session
 
