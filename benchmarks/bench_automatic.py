@@ -73,8 +73,8 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate, \
-        generate_with_meta
+    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
+    from meta_reference import generate_with_meta  # tests/, on the path (_import_engine)
     from infer_segment_anything_2.engine.loader import build_model
     from infer_segment_anything_2.engine.models import get_model_spec
 

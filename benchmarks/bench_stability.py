@@ -3,9 +3,9 @@
 
 * upsampling: ``F.interpolate`` of the 256x256 logits to the crop size, :data:`UPSAMPLE_CHUNK`
   candidates at a time, then Meta's ``stability_score`` and the thresholded mask's box;
-* cells: ``amg.stability_and_boxes``, which counts on the low-resolution grid.
+* cells: ``cells.stability_and_boxes``, which counts on the low-resolution grid.
 
-Both give the same scores and boxes (tests/test_amg.py); this script prints which is faster, so
+Both give the same scores and boxes (tests/test_cells.py); this script prints which is faster, so
 that the crossover constant stays measured. Candidates are the stand-in's discs (60 of them,
 the size of a batch that passes the filters).
 

@@ -1,9 +1,7 @@
 """Automatic mode: masks for everything in the image.
 
-:func:`generate` is our generator; :func:`generate_with_meta` wraps Meta's
-``SAM2AutomaticMaskGenerator`` and stays as the reference for tests and benchmarks.
-
-Both return the same masks for the same weights and parameters. Ours gets there with less work:
+:func:`generate` returns the masks of Meta's ``SAM2AutomaticMaskGenerator`` for the same weights
+and parameters (the tests compare them through ``tests/meta_reference.py``), with less work:
 
 * the mask decoder's predicted IoU is computed first and only the candidates passing
   ``pred_iou_thresh`` are upscaled to 256x256 logits (not with ``use_m2m``, where Meta refines
@@ -12,7 +10,7 @@ Both return the same masks for the same weights and parameters. Ours gets there 
   score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
   full-resolution logits of the survivors only: on the CPU, small crops upsample them in chunks
   of :data:`UPSAMPLE_CHUNK`, large ones count whole low-resolution cells and, in the cells a
-  threshold crosses, runs of pixels along each output row (:func:`engine.amg.stability_and_boxes`,
+  threshold crosses, runs of pixels along each output row (:func:`engine.cells.stability_and_boxes`,
   same counts up to float rounding at a threshold); on other devices (GPUs) they are always
   upsampled, in chunks of :data:`engine.final_masks.UPSAMPLE_BYTES`;
 * survivors are kept as their 256x256 low-resolution logits (256 KiB each), never as full-resolution
@@ -32,26 +30,25 @@ Both return the same masks for the same weights and parameters. Ours gets there 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import amg
+from . import amg, cells
 from .cancel import GenerationCancelled, StopCheck, stoppable_encoder
 from .decoder import PointDecoder, supports as fast_decoder_supports
 from .device import CPU, DeviceChoice
 from .final_masks import UPSAMPLE_CHUNK, final_masks, upsample_chunk
-from .masks import resize_nearest
 from .predictor import ImageEmbedding, decode, encode_image, resize_for_input
 from .results import Segmentation
 
 logger = logging.getLogger(__name__)
 
 # crops of at least this many pixels get their stability scores by cells
-# (amg.stability_and_boxes) rather than from fully upsampled logits. Counting cells costs about
+# (cells.stability_and_boxes) rather than from fully upsampled logits. Counting cells costs about
 # the same at any size (its work is on the 256x256 grid); upsampling grows with the crop. They
 # break even near 400x400 with 2 threads (320x400 with 1); upsampling is 5x faster at 128x128 and
 # cells 3x faster at 600x900 (benchmarks/bench_stability.py)
@@ -86,56 +83,6 @@ class AutomaticParams:
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
     use_m2m: bool = False
-
-
-def generate_with_meta(model, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
-                       device_choice: Optional[DeviceChoice] = None) -> Segmentation:
-    """Masks for the whole image through Meta's ``SAM2AutomaticMaskGenerator`` (the reference).
-
-    ``min_mask_region_area``: the installed SAM 2 generator does not call its own
-    ``postprocess_small_regions``; it hands the value to ``SAM2ImagePredictor`` as
-    ``max_hole_area``/``max_sprinkle_area``, which edit the 256x256 logits through SAM 2's CUDA
-    extension and are skipped with a warning without it (on CPU). The reference therefore runs
-    the generator with it off and then applies Meta's ``postprocess_small_regions`` to the result,
-    as SAM 1's generator did; the area is converted from original-image pixels to pixels of the
-    image the model saw.
-
-    Args:
-        image: HWC RGB uint8, original size.
-        scale: ``input_size_percent / 100``; masks are brought back to the original size.
-    Returns:
-        a :class:`Segmentation` sorted by decreasing area, with stability scores.
-    """
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-    from sam2.utils.amg import MaskData, rle_to_mask
-
-    choice = device_choice or CPU
-    kwargs = asdict(params)
-    min_area = kwargs.pop("min_mask_region_area")
-    generator = SAM2AutomaticMaskGenerator(model, multimask_output=True, min_mask_region_area=0,
-                                           output_mode="uncompressed_rle", **kwargs)
-    small = resize_for_input(image, scale)
-    with torch.no_grad(), choice.compute():
-        records = generator.generate(small)
-    h, w = image.shape[:2]
-    if not records:
-        return Segmentation.empty(h, w)
-    rles = [r["segmentation"] for r in records]
-    iou = np.array([r["predicted_iou"] for r in records], np.float32)
-    stability = np.array([r["stability_score"] for r in records], np.float32)
-    if min_area > 0:
-        area = min_area * (small.shape[0] * small.shape[1]) / float(h * w)
-        xywh = torch.tensor([r["bbox"] for r in records], dtype=torch.float32)
-        data = MaskData(rles=rles, boxes=torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1),
-                        iou_preds=torch.from_numpy(iou), stability_score=torch.from_numpy(stability))
-        data = SAM2AutomaticMaskGenerator.postprocess_small_regions(
-            data, area, max(params.box_nms_thresh, params.crop_nms_thresh))
-        rles, iou, stability = data["rles"], data["iou_preds"].numpy(), \
-            data["stability_score"].numpy()
-    small_masks = [rle_to_mask(r) for r in rles]
-    order = np.argsort([-int(m.sum()) for m in small_masks], kind="stable")
-    masks = np.stack([resize_nearest(small_masks[i], h, w) for i in order])
-    return Segmentation.from_masks(masks, iou[order], stability=stability[order])
 
 
 def count_steps(params: AutomaticParams) -> int:
@@ -189,10 +136,10 @@ def stability_upsampled(logits: torch.Tensor, index: torch.Tensor, crop_hw: Tupl
 def stability_by_cells(logits: torch.Tensor, index: torch.Tensor, crop_hw: Tuple[int, int],
                        params: AutomaticParams) -> Tuple[torch.Tensor, torch.Tensor]:
     """As :func:`stability_upsampled`, counted on the low-resolution grid
-    (:func:`engine.amg.stability_and_boxes`), :data:`CELL_CHUNK` candidates at a time."""
-    rows = amg.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
-    cols = amg.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
-    return amg.stability_and_boxes(logits[index], rows, cols, params.mask_threshold,
+    (:func:`engine.cells.stability_and_boxes`), :data:`CELL_CHUNK` candidates at a time."""
+    rows = cells.BilinearAxis(logits.shape[-2], crop_hw[0], logits.device)
+    cols = cells.BilinearAxis(logits.shape[-1], crop_hw[1], logits.device)
+    return cells.stability_and_boxes(logits[index], rows, cols, params.mask_threshold,
                                    params.stability_score_offset, chunk=CELL_CHUNK)
 
 

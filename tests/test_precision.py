@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from conftest import make_task, synthetic_image
-from infer_segment_anything_2.engine.automatic import AutomaticParams, generate, \
-    generate_with_meta
+from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
 from infer_segment_anything_2.engine.device import DeviceChoice
 
 sys.path.insert(0, str(Path(__file__).parent))
 import standin  # noqa: E402
+from meta_reference import generate_with_meta  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 IMAGE = synthetic_image(180, 240, seed=5)

@@ -1,0 +1,344 @@
+"""Stability scores, boxes and masks of *bilinearly upsampled* low-resolution logits, counted on
+the low-resolution grid instead of upsampling (the CPU's automatic mode).
+
+Each output pixel of ``F.interpolate(logits, (H, W), mode="bilinear", align_corners=False)``
+interpolates inside one cell of the low-resolution grid (two source rows, two source columns), so
+its value lies between the smallest and the largest of the cell's four corners: a cell whose
+corners are all above a threshold gives whole blocks of pixels above it, one with none above it
+whole blocks below, and only the cells a threshold crosses need their pixels looked at. The
+counts equal those of the full upsampling, up to pixels within float rounding of a threshold
+(``tests/test_cells.py``). Boxes are inclusive XYXY, as in :mod:`engine.amg`.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# crossed cells' pixels (final masks) or output rows (stability) handled at once: bounds memory
+# at any output size
+PIXEL_BUDGET = 1 << 21
+
+
+class BilinearAxis:
+    """Source rows (or columns) and weights of ``F.interpolate(mode="bilinear",
+    align_corners=False)`` along one axis, computed as PyTorch's CPU kernel does (float32):
+    ``src = (dst + 0.5) * in / out - 0.5`` clamped at 0, ``i1 = min(i0 + 1, in - 1)``."""
+
+    def __init__(self, in_size: int, out_size: int, device=None):
+        scale = torch.tensor(float(in_size), dtype=torch.float32) / out_size
+        dst = torch.arange(out_size, dtype=torch.float32)
+        src = (scale * (dst + 0.5) - 0.5).clamp(min=0.0)
+        self.i0 = src.to(torch.int64).clamp(max=in_size - 1)
+        self.i1 = (self.i0 + 1).clamp(max=in_size - 1)
+        self.w1 = src - self.i0.to(torch.float32)
+        self.w0 = 1.0 - self.w1
+        self.src = src  # = i0 + w1, never decreasing
+        self.scale = float(scale)
+        self.n_in = in_size
+        if device is not None:
+            for name in ("i0", "i1", "w0", "w1", "src"):
+                setattr(self, name, getattr(self, name).to(device))
+
+    def search(self, v: torch.Tensor, right: Union[bool, torch.Tensor]) -> torch.Tensor:
+        """``torch.searchsorted(src, v, right=right)`` without a binary search: the index of the
+        first output position whose source position is ``>= v`` (``> v`` where ``right``), or
+        the output size. ``right`` is a bool or a bool tensor broadcast with ``v`` (float64).
+
+        Estimated from the scale, then corrected against ``src`` itself: the estimate is off by
+        at most one where rounding meets an integer; below ``src[0]`` (where ``src`` is clamped
+        at 0) every position qualifies.
+        """
+        n = len(self.src)
+        src = self.src.double()
+        right = torch.as_tensor(right, device=v.device)
+        est = (v.clamp(min=0.0) + 0.5) / self.scale - 0.5
+        x = torch.where(right, torch.floor(est) + 1, torch.ceil(est)).clamp(0, n).long()
+        x = x.masked_fill_(torch.where(right, v < src[0], v <= src[0]), 0)
+        prev = src[(x - 1).clamp(min=0)]
+        x -= ((x > 0) & torch.where(right, prev > v, prev >= v)).long()
+        cur = src[x.clamp(max=n - 1)]
+        return x + ((x < n) & torch.where(right, cur <= v, cur < v)).long()
+
+    def cells(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """For each source index ``j``: how many output indices interpolate from ``j`` and
+        ``j + 1`` (``i0 == j``), and the first of them (``i0`` never decreases)."""
+        count = torch.bincount(self.i0, minlength=self.n_in)
+        return count, torch.cumsum(count, 0) - count
+
+
+
+def _corner_extremes(patches: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum and maximum of each cell's four corners: ``(K, a+1, b+1)`` source values give
+    ``(K, a, b)`` cells, cell ``(j, i)`` spanning sources ``(j, j + 1) x (i, i + 1)``."""
+    out = []
+    for fn in (torch.minimum, torch.maximum):
+        two_rows = fn(patches[:, :-1], patches[:, 1:])
+        out.append(fn(two_rows[:, :, :-1], two_rows[:, :, 1:]))
+    return out[0], out[1]
+
+
+def _with_next(logits: torch.Tensor) -> torch.Tensor:
+    """``(K, h+1, w+1)``: the logits with their last row and column repeated (the grid's last
+    cells have a single source row or column)."""
+    _, h, w = logits.shape
+    ry = torch.arange(h + 1, device=logits.device).clamp(max=h - 1)
+    rx = torch.arange(w + 1, device=logits.device).clamp(max=w - 1)
+    return logits[:, ry][:, :, rx]
+
+
+def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                 kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor
+                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The upsampled values of all pixels of M cells ``(kk, rr, cc)`` (mask, row, column).
+
+    Returns ``ys (M, br)`` and ``xs (M, bc)`` (output rows and columns, padded to the largest
+    cell), ``valid (M, br, bc)`` (False on padding) and the values ``(M, br, bc)``, computed as
+    PyTorch's bilinear kernel does: horizontal then vertical, with its float32 weights.
+    """
+    _, h, w = logits.shape
+    dev = logits.device
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    br, bc = max(int(r_count.max()), 1), max(int(c_count.max()), 1)
+    ys = r_start[rr, None] + torch.arange(br, device=dev)  # (M, br)
+    xs = c_start[cc, None] + torch.arange(bc, device=dev)  # (M, bc)
+    valid = ((ys < (r_start + r_count)[rr, None])[:, :, None]
+             & (xs < (c_start + c_count)[cc, None])[:, None, :])
+    ys, xs = ys.clamp(max=len(rows.i0) - 1), xs.clamp(max=len(cols.i0) - 1)
+    # every pixel of a cell interpolates the same four corners, with its own weights
+    r1, c1 = (rr + 1).clamp(max=h - 1), (cc + 1).clamp(max=w - 1)
+    corner = [logits[kk, r, c][:, None, None]
+              for r, c in ((rr, cc), (rr, c1), (r1, cc), (r1, c1))]
+    wx0, wx1 = cols.w0[xs][:, None, :], cols.w1[xs][:, None, :]  # (M, 1, bc)
+    top = wx0 * corner[0] + wx1 * corner[1]
+    bottom = wx0 * corner[2] + wx1 * corner[3]
+    up = rows.w0[ys][:, :, None] * top + rows.w1[ys][:, :, None] * bottom  # (M, br, bc)
+    return ys, xs, valid, up
+
+
+def _row_runs(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+              kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor, t: float
+              ) -> Iterator[Tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """For each output row of M cells ``(kk, rr, cc)``, the run of its pixels above ``t``,
+    without interpolating the pixels, :data:`PIXEL_BUDGET` rows at a time.
+
+    Along an output row, inside cell column ``j``, the interpolated value is ``A + B w`` with
+    ``w`` the pixel's column weight (PyTorch's ``w1``), and ``w = src - j`` where ``src`` (the
+    pixel's source position) never decreases along the row. The pixels above ``t`` are those
+    with ``w > (t - A) / B`` (``B > 0``: a run that ends the cell) or ``w < (t - A) / B``
+    (``B < 0``: a run that starts it): one search of ``j + (t - A) / B`` in ``src``
+    (:meth:`BilinearAxis.search`) per row gives the run, whatever the cell's width. Decided in
+    float64: a pixel whose float32 value is within rounding of the threshold may be classified
+    differently from PyTorch's kernel.
+
+    Yields, for each chunk ``part`` (a slice of the M cells): ``ys`` ``(m, br)`` (the cells'
+    output rows, padded to the tallest cell) and ``first``, ``last`` ``(m, br)``: the output
+    columns of the run (``last < first`` when empty, always so on padding rows). Memory is
+    bounded by the chunk, whatever M (all the contours of a batch at 8000 pixels).
+    """
+    _, h, w = logits.shape
+    dev = logits.device
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    br = max(int(r_count.max()), 1)
+    for part in _chunks(len(cc), br):
+        k, r, c = kk[part], rr[part], cc[part]
+        ys = r_start[r, None] + torch.arange(br, device=dev)  # (m, br)
+        valid = ys < (r_start + r_count)[r, None]
+        ys = ys.clamp(max=len(rows.i0) - 1)
+        r1, c1 = (r + 1).clamp(max=h - 1), (c + 1).clamp(max=w - 1)
+        a, b = logits[k, r, c].double()[:, None], logits[k, r, c1].double()[:, None]
+        cd, d = logits[k, r1, c].double()[:, None], logits[k, r1, c1].double()[:, None]
+        wy0, wy1 = rows.w0[ys].double(), rows.w1[ys].double()
+        base = wy0 * a + wy1 * cd  # value at w = 0
+        slope = wy0 * (b - a) + wy1 * (d - cd)
+        rising, flat = slope > 0, slope == 0
+        start = c_start[c, None]
+        end = (c_start + c_count)[c, None]  # one past the cell's last column
+        cut = c[:, None] + (t - base) / torch.where(flat, torch.ones_like(slope), slope)
+        # rising: pixels from the first with src > cut; falling: pixels before the first with
+        # src >= cut
+        at_cut = cols.search(cut, rising).clamp(start, end)
+        n = torch.where(rising, end - at_cut, at_cut - start)
+        n = torch.where(flat, torch.where(base > t, end - start, 0), n)
+        n = n.masked_fill_(~valid, 0)
+        first = torch.where(rising, end - n, start)
+        yield part, ys, first, first + n - 1
+
+
+def upsampled_masks(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                    mask_threshold: float) -> np.ndarray:
+    """``F.interpolate(logits, (H, W), mode="bilinear") > mask_threshold`` as ``(K, H, W)``
+    bool, without interpolating every pixel.
+
+    Cells of the low-resolution grid whose four corners are all above the threshold give whole
+    blocks of True, cells with none above it blocks of False (the blocks are the cells' output
+    rows x columns, laid out by repeating); only the pixels of the cells the threshold crosses
+    are interpolated, as in :func:`stability_and_boxes`. The same masks as the full upsampling,
+    up to values within float rounding of the threshold.
+    """
+    c_count, _ = cols.cells()
+    cmin, cmax = _corner_extremes(_with_next(logits))
+    full = cmin > mask_threshold
+    crossed = (cmax > mask_threshold) ^ full
+    del cmin, cmax
+    # columns by repeating, then whole rows by taking (contiguous copies)
+    masks = np.take(full.numpy().repeat(c_count.numpy(), axis=2), rows.i0.numpy(), axis=1)
+    cells = torch.nonzero(crossed)
+    cell_pixels = max(int(rows.cells()[0].max()), 1) * max(int(cols.cells()[0].max()), 1)
+    for part in _chunks(len(cells), cell_pixels):
+        kk, rr, cc = cells[part, 0], cells[part, 1], cells[part, 2]
+        ys, xs, valid, up = _cell_pixels(logits, rows, cols, kk, rr, cc)
+        shape = up.shape
+        k_all = kk[:, None, None].expand(shape)[valid]
+        y_all = ys[:, :, None].expand(shape)[valid]
+        x_all = xs[:, None, :].expand(shape)[valid]
+        masks[k_all.numpy(), y_all.numpy(), x_all.numpy()] = (up > mask_threshold)[valid].numpy()
+    return masks
+
+
+def _chunks(n_cells: int, per_cell: int) -> List[slice]:
+    """Slices of ``n_cells`` cells of ``per_cell`` items each (padded pixels for the masks, output
+    rows for the stability), at most :data:`PIXEL_BUDGET` items a slice."""
+    step = max(PIXEL_BUDGET // max(per_cell, 1), 1)
+    return [slice(i, i + step) for i in range(0, n_cells, step)]
+
+
+def _first_last(hit: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First and last True index along dim 1 of ``(K, n)`` (``n`` and ``-1`` when none)."""
+    idx = torch.arange(hit.shape[1], device=hit.device)
+    return (torch.where(hit, idx, hit.shape[1]).amin(dim=1),
+            torch.where(hit, idx, -1).amax(dim=1))
+
+
+def stability_and_boxes(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                        mask_threshold: float, offset: float, chunk: int = 32
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stability scores and inclusive boxes of low-resolution masks' *upsampled* logits, without
+    upsampling them.
+
+    Each output pixel of the bilinear upsampling interpolates inside one cell of the
+    low-resolution grid (source rows ``i0, i1`` and columns ``i0, i1``), so its value lies
+    between the minimum and the maximum of the cell's four corners. A cell whose minimum is
+    above a threshold has all its output pixels above it; a cell whose maximum is not above it,
+    none. Those pixels are counted by cell; in the cells a threshold crosses (the masks'
+    contours) the pixels above it are counted by runs along each output row (:func:`_row_runs`).
+    Cells are only examined inside each mask's window (the rows and columns with a value above
+    the lowest threshold); masks of similar window size are processed together, ``chunk`` at a
+    time. Counts are the same as on the full upsampled logits, up to values within float
+    rounding of a threshold.
+
+    Args:
+        logits: ``(K, h, w)`` float32 low-resolution logits.
+        rows, cols: the upsampling's axes (``h -> H``, ``w -> W``).
+    Returns:
+        ``stability`` ``(K,)`` float32 (NaN when nothing exceeds ``t - offset``) and ``(K, 4)``
+        int64 inclusive XYXY boxes of ``upsampled > mask_threshold`` (zeros when empty).
+    """
+    k_n, h, w = logits.shape
+    dev = logits.device
+    stability = torch.full((k_n,), float("nan"), device=dev)
+    boxes = torch.zeros((k_n, 4), dtype=torch.int64, device=dev)
+    if k_n == 0:
+        return stability, boxes
+    thresholds = (mask_threshold + offset, mask_threshold - offset, mask_threshold)
+    floor = min(thresholds)
+    first_y, last_y = _first_last(logits.amax(dim=2) > floor)
+    first_x, last_x = _first_last(logits.amax(dim=1) > floor)
+    # cell j interpolates source rows j and j + 1: cells from the row before the first active one
+    y0, x0 = (first_y - 1).clamp(min=0), (first_x - 1).clamp(min=0)
+    height, width = last_y + 1 - y0, last_x + 1 - x0
+    some = torch.nonzero(last_y >= 0)[:, 0]
+    if len(some) == 0:
+        return stability, boxes
+    order = some[torch.argsort((height * width)[some], stable=True)]
+    for start in range(0, len(order), chunk):
+        idx = order[start:start + chunk]
+        a, b = int(height[idx].max()), int(width[idx].max())
+        oy, ox = y0[idx].clamp(max=h - a), x0[idx].clamp(max=w - b)
+        patches = torch.stack([_window(logits[i], y, x, a + 1, b + 1) for i, y, x in
+                               zip(idx.tolist(), oy.tolist(), ox.tolist())])  # (G, a+1, b+1)
+        s, bx = _stability_in_windows(logits, patches, idx, oy, ox, rows, cols, thresholds)
+        stability[idx] = s
+        boxes[idx] = bx
+    return stability, boxes
+
+
+def _window(grid: torch.Tensor, y: int, x: int, height: int, width: int) -> torch.Tensor:
+    """``grid[y:y + height, x:x + width]`` of a ``(h, w)`` grid (a view); where the window passes
+    the grid's last row or column (whose cells have a single source row or column), that row or
+    column is repeated."""
+    win = grid[y:y + height, x:x + width]
+    short_y, short_x = height - win.shape[0], width - win.shape[1]
+    if short_y or short_x:
+        return F.pad(win[None], (0, short_x, 0, short_y), mode="replicate")[0]
+    return win
+
+
+def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torch.Tensor,
+                          oy: torch.Tensor, ox: torch.Tensor, rows: BilinearAxis,
+                          cols: BilinearAxis, thresholds: Tuple[float, float, float]
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stability_and_boxes` for masks ``idx`` whose cells outside the windows starting at
+    ``(oy, ox)`` are below every threshold; ``patches`` are their windows' source values."""
+    dev = logits.device
+    g_n, a, b = patches.shape[0], patches.shape[1] - 1, patches.shape[2] - 1
+    r_count, r_start = rows.cells()
+    c_count, c_start = cols.cells()
+    gr = oy[:, None] + torch.arange(a, device=dev)  # (G, a) global cell rows
+    gc = ox[:, None] + torch.arange(b, device=dev)  # (G, b)
+    cmin, cmax = _corner_extremes(patches)  # (G, a, b)
+    full = [cmin > t for t in thresholds]
+    crossed = [(cmax > t) ^ f for t, f in zip(thresholds, full)]  # cmin <= t < cmax
+    rc, cc_ = r_count[gr], c_count[gc]
+    if bool((rc == 0).any()) or bool((cc_ == 0).any()):  # downsampling: cells without pixels
+        has = (rc > 0)[:, :, None] & (cc_ > 0)[:, None, :]
+        full = [f & has for f in full]
+        crossed = [c & has for c in crossed]
+        cmin = cmin.masked_fill(~has, float("-inf"))
+    del cmax
+    # pixels of whole cells: a row's sum is at most the output width (exact in float32), the
+    # total at most H x W (exact in float64)
+    c_w, r_w = cc_.to(torch.float32)[:, :, None], rc.to(torch.float64)
+    counts = [(torch.bmm(f.to(torch.float32), c_w)[:, :, 0].double() * r_w).sum(dim=1)
+              .round().to(torch.int64) for f in full[:2]]
+
+    # pixels of the crossed cells, by runs along their output rows; each threshold only in the
+    # cells it crosses
+    def runs(j: int):
+        """``(g, ys, first, last)`` by chunks of crossed cells; ``g``: each cell's mask."""
+        g, lr, lc = torch.nonzero(crossed[j]).unbind(1)  # mask (local), cell row and column
+        for part, ys, first, last in _row_runs(logits, rows, cols, idx[g], gr[g, lr],
+                                                gc[g, lc], thresholds[j]):
+            yield g[part], ys, first, last
+
+    for j in range(2):
+        for g, _, first, last in runs(j):
+            counts[j] = counts[j].index_add(0, g, (last - first + 1).clamp(min=0).sum(dim=1))
+    stability = counts[0].to(torch.float32) / counts[1].to(torch.float32)
+
+    # boxes of `> mask_threshold`: whole cells above it, then the crossed cells' pixels
+    big = torch.iinfo(torch.int64).max
+    first_r, last_r = _first_last(cmin.amax(dim=2) > thresholds[2])
+    first_c, last_c = _first_last(cmin.amax(dim=1) > thresholds[2])
+    has_full = last_r >= 0
+    ar = torch.arange(g_n, device=dev)
+    fr = gr[ar, first_r.clamp(max=a - 1)]
+    lr_ = gr[ar, last_r.clamp(min=0)]
+    fc = gc[ar, first_c.clamp(max=b - 1)]
+    lc_ = gc[ar, last_c.clamp(min=0)]
+    y_lo = torch.where(has_full, r_start[fr], big)
+    y_hi = torch.where(has_full, r_start[lr_] + r_count[lr_] - 1, -1)
+    x_lo = torch.where(has_full, c_start[fc], big)
+    x_hi = torch.where(has_full, c_start[lc_] + c_count[lc_] - 1, -1)
+    for g, ys, first, last in runs(2):
+        hit = last >= first  # (m, br)
+        y_lo = y_lo.scatter_reduce(0, g, torch.where(hit, ys, big).amin(dim=1), "amin")
+        y_hi = y_hi.scatter_reduce(0, g, torch.where(hit, ys, -1).amax(dim=1), "amax")
+        x_lo = x_lo.scatter_reduce(0, g, torch.where(hit, first, big).amin(dim=1), "amin")
+        x_hi = x_hi.scatter_reduce(0, g, torch.where(hit, last, -1).amax(dim=1), "amax")
+    boxes = torch.stack([x_lo, y_lo, x_hi, y_hi], dim=1)
+    return stability, torch.where((y_hi >= 0)[:, None], boxes, torch.zeros_like(boxes))
