@@ -11,7 +11,7 @@ from ikomia import core, dataprocess
 
 from .engine.automatic import AutomaticParams
 from .engine.cancel import GenerationCancelled
-from .engine.masks import MAX_LABEL, label_map, paint_order_large_first
+from .engine.masks import label_map, paint_order_large_first
 from .engine.images import to_rgb_uint8
 from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 PLUGIN_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = PLUGIN_DIR / "weights"
 NUM_MASK_OUTPUTS = 3  # outputs 1..3: best mask / candidates 2 and 3 with multimask_output
+MAX_LABEL = 255  # Ikomia's label maps are uint8 and its colour table has 256 classes (0: background)
 BACKGROUND_CATEGORIES = {"background", "negative", "bg", "0", "exclude"}
 
 
@@ -134,18 +135,23 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         out.set_mask(mask)
 
     def _write_outputs(self, seg: Segmentation, automatic: bool, height: int, width: int) -> None:
+        n_labels = len(seg) if automatic else (int(seg.object_index.max()) + 1 if len(seg) else 0)
+        if n_labels > MAX_LABEL:
+            logger.warning("%d %s are not in the label maps, which hold at most %d labels (every "
+                           "mask is in the instance segmentation output)", n_labels - MAX_LABEL,
+                           "masks" if automatic else "objects", MAX_LABEL)
         if automatic:
             order = paint_order_large_first(seg.masks)
             names = ["background"] + [f"mask {i + 1}" for i in range(min(len(seg), MAX_LABEL))]
-            self._set_label_output(1, label_map(seg.masks, order=order, shape=(height, width)),
-                                   names)
+            self._set_label_output(1, label_map(seg.masks, order=order, shape=(height, width),
+                                                max_label=MAX_LABEL), names)
         else:
-            n_obj = int(seg.object_index.max()) + 1 if len(seg) else 0
-            names = ["background"] + [f"object {i + 1}" for i in range(n_obj)]
+            names = ["background"] + [f"object {i + 1}" for i in range(n_labels)]
             for rank in range(int(seg.candidate.max()) + 1 if len(seg) else 1):
                 pick = np.nonzero(seg.candidate == rank)[0]
                 labels = seg.object_index[pick] + 1
-                mask = label_map(seg.masks[pick], labels=labels, shape=(height, width))
+                mask = label_map(seg.masks[pick], labels=labels, shape=(height, width),
+                                 max_label=MAX_LABEL)
                 self._set_label_output(1 + rank, mask, names[:MAX_LABEL + 1])
         self._write_instances(seg, automatic, height, width)
 
@@ -154,7 +160,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         out.init(self.name, 0, width, height)
         multi = len(seg) and int(seg.candidate.max()) > 0
         for i in range(len(seg)):
-            x1, y1, x2, y2 = (float(v) for v in seg.boxes[i])
+            x1, y1, x2, y2 = (float(v) for v in seg.boxes[i])  # inclusive: width x2 - x1 + 1
+            w, h = (x2 - x1 + 1, y2 - y1 + 1) if seg.masks[i].any() else (0.0, 0.0)
             if automatic:
                 label = "mask"
             else:
@@ -162,7 +169,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
                 if multi:
                     label += f" candidate {int(seg.candidate[i]) + 1}"
             out.add_object(i, 0, int(seg.object_index[i]), label, float(seg.scores[i]),
-                           x1, y1, x2 - x1, y2 - y1, seg.masks[i].astype(np.uint8),
+                           x1, y1, w, h, seg.masks[i].astype(np.uint8),
                            _color(i))
 
     # -- run ----------------------------------------------------------------------------------

@@ -10,13 +10,11 @@ alternating runs, starting with a run of zeros (0 when the first pixel is set):
   written as little-endian groups of 5 bits, one character (``48 + group``) per group with bit
   ``0x20`` meaning "more groups follow" and bit ``0x10`` of the last group carrying the sign.
 
-:func:`instance_json_to_coco` turns the JSON of the plugin's instance segmentation output
-(``CInstanceSegmentationIO.to_json()``, masks as base64 PNG) into COCO annotations.
+:func:`segmentation_to_coco` gives the COCO annotations of a :class:`engine.results.Segmentation`
+(the glue's ``ikomia_formats.instance_json_to_coco`` those of the Ikomia instance output).
 """
 from __future__ import annotations
 
-import base64
-import json
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -94,8 +92,10 @@ def mask_to_coco_rle(mask: np.ndarray) -> Dict:
     return {"size": rle["size"], "counts": encode_counts(rle["counts"])}
 
 
-def _annotation(mask: np.ndarray, index: int, score: float, compressed: bool,
-                image_id: int, category_id: int, extra: Optional[Dict] = None) -> Dict:
+def annotation(mask: np.ndarray, index: int, score: float, compressed: bool = True,
+               image_id: int = 0, category_id: int = 1, extra: Optional[Dict] = None) -> Dict:
+    """One COCO annotation of a 2-D bool mask: RLE ``segmentation``, ``area``, XYWH ``bbox``
+    (of the mask's pixels), ``score``, plus ``extra`` fields."""
     ys, xs = np.nonzero(mask)
     bbox = [0.0, 0.0, 0.0, 0.0] if len(xs) == 0 else [
         float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
@@ -114,31 +114,6 @@ def segmentation_to_coco(seg, compressed: bool = True, image_id: int = 0,
     anns = []
     for i in range(len(seg)):
         extra = None if seg.stability is None else {"stability_score": float(seg.stability[i])}
-        anns.append(_annotation(seg.masks[i], i, seg.scores[i], compressed, image_id,
+        anns.append(annotation(seg.masks[i], i, seg.scores[i], compressed, image_id,
                                 category_id, extra))
-    return anns
-
-
-def instance_json_to_coco(text: Union[str, Dict], compressed: bool = True, image_id: int = 0,
-                          category_id: int = 1) -> List[Dict]:
-    """COCO annotations from the JSON of the instance segmentation output.
-
-    Args:
-        text: ``task.get_output(4).to_json()`` (a string) or the parsed dict.
-    Returns:
-        one annotation per detection with ``segmentation`` (RLE), ``area``, ``bbox`` (XYWH),
-        ``score`` (the detection's ``confidence``, the predicted IoU) and ``label``.
-    """
-    import cv2
-
-    data = json.loads(text) if isinstance(text, str) else text
-    anns = []
-    for det in data.get("detections", []):
-        png = np.frombuffer(base64.b64decode(det["mask"]), np.uint8)
-        mask = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise ValueError(f"detection {det.get('id')}: the mask is not a PNG image")
-        anns.append(_annotation(mask > 0, int(det.get("id", len(anns))), det.get("confidence", 0.0),
-                                compressed, image_id, category_id,
-                                {"label": det.get("label", "")}))
     return anns

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from .masks import masks_to_boxes
+from .amg import mask_boxes
 
 
 @dataclass
@@ -16,8 +16,9 @@ class Segmentation:
     Attributes:
         masks: ``(K, H, W)`` bool, at the original image size.
         scores: ``(K,)`` float32, the model's predicted IoU.
-        boxes: ``(K, 4)`` float32, tight XYXY pixel boxes of the masks (x2, y2 exclusive edges:
-            ``x2 - x1`` is the width in pixels); zeros for an empty mask.
+        boxes: ``(K, 4)`` float32, tight XYXY pixel boxes of the masks, *inclusive* as
+            everywhere in the engine (``x2``, ``y2`` are the last column and row of the mask:
+            the width is ``x2 - x1 + 1``); zeros for an empty mask.
         stability: ``(K,)`` float32 stability scores, or ``None`` where not computed.
         object_index: ``(K,)`` int32, which prompt object (box) the mask answers; 0 in automatic
             mode and for point-only prompts.
@@ -58,14 +59,4 @@ class Segmentation:
     def from_masks(cls, masks: np.ndarray, scores: np.ndarray, **extra) -> "Segmentation":
         """Build from masks and scores, computing the boxes."""
         masks = np.asarray(masks, bool)
-        return cls(masks, np.asarray(scores, np.float32), masks_to_boxes(masks), **extra)
-
-    def select(self, index) -> "Segmentation":
-        """The subset (or reordering) given by an index array or boolean mask."""
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
-        return Segmentation(self.masks[index], self.scores[index], self.boxes[index],
-                            pick(self.stability), pick(self.object_index), pick(self.candidate))
-
-    def areas(self) -> np.ndarray:
-        """``(K,)`` int64 pixel counts."""
-        return self.masks.sum(axis=(1, 2))
+        return cls(masks, np.asarray(scores, np.float32), mask_boxes(masks), **extra)
