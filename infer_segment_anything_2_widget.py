@@ -22,9 +22,11 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QSpinBox,
                              QToolButton, QVBoxLayout, QWidget)
 
+from .engine.device import cuda_present
 from .engine.models import MODELS
 from .engine.parameters import PARAMETERS, ParameterError, ParamSpec
 from .engine.prompts import PromptError, parse_prompt
+from .engine.weights import weight_file_problem
 from .infer_segment_anything_2_process import InferSegmentAnything2Param
 
 GROUPS = tuple(dict.fromkeys(p.group for p in PARAMETERS.values()))  # table order
@@ -47,14 +49,6 @@ def label_for(key: str) -> str:
 def tooltip_for(spec: ParamSpec) -> str:
     """The table's one-line meaning, then the API key and the expected value."""
     return f"{spec.help}\n\nParameter {spec.key}: {spec.expected()}."
-
-
-def cuda_available() -> bool:
-    try:
-        import torch
-        return bool(torch.cuda.is_available())
-    except Exception:  # torch without a usable CUDA runtime
-        return False
 
 
 class CollapsibleSection(QWidget):
@@ -108,7 +102,7 @@ class InferSegmentAnything2Widget(core.CWorkflowTaskWidget):
     def __init__(self, param, parent):
         core.CWorkflowTaskWidget.__init__(self, parent)
         self.parameters = param if param is not None else InferSegmentAnything2Param()
-        self.has_cuda = cuda_available()
+        self.has_cuda = cuda_present()
         self.controls: Dict[str, QWidget] = {}
         self.labels: Dict[str, QLabel] = {}
         self.errors: Dict[str, QLabel] = {}
@@ -294,11 +288,11 @@ class InferSegmentAnything2Widget(core.CWorkflowTaskWidget):
                 spec.parse(values[key])
             except ParameterError as exc:
                 problems[key] = str(exc)
-        for key in FILE_KEYS:
-            path = values.get(key, "").strip()
-            if path and not Path(path).expanduser().is_file():
-                problems.setdefault(key, f"{key}: {path} is not a file. Expected the path of a "
-                                         f"checkpoint (.pt), or empty to use the download.")
+        path = values.get("model_weight_file", "").strip()
+        if path and values.get("model_name") in MODELS:
+            problem = weight_file_problem(path, MODELS[values["model_name"]])
+            if problem:
+                problems.setdefault("model_weight_file", problem)
         try:
             parse_prompt(values["input_point"], values["input_point_label"], values["input_box"])
         except PromptError as exc:

@@ -52,9 +52,17 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     return torch.bfloat16 if major >= 8 else torch.float16 if major == 7 else None
 
 
+def cuda_present() -> bool:
+    """A CUDA GPU can be used (False, not an error, with a broken CUDA runtime)."""
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # e.g. a driver too old for the runtime
+        return False
+
+
 def select_device(cuda: bool) -> torch.device:
     """CUDA when ``cuda`` is asked for and a GPU is present, else the CPU."""
-    return torch.device("cuda") if cuda and torch.cuda.is_available() else torch.device("cpu")
+    return torch.device("cuda") if cuda and cuda_present() else torch.device("cpu")
 
 
 @functools.lru_cache(maxsize=1)

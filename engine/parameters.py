@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .device import PRECISIONS
+from .device import PRECISIONS, cuda_present
 from .models import DEFAULT_MODEL, MODELS
 
 
@@ -35,14 +35,6 @@ def short_repr(value: Any, limit: int = 60) -> str:
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
-
-
-def _cuda_default() -> bool:
-    try:
-        import torch
-        return bool(torch.cuda.is_available())
-    except Exception:  # torch missing or broken CUDA: CPU
-        return False
 
 
 @dataclass(frozen=True)
@@ -132,7 +124,7 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
     ParamSpec("model_weight_file", "str", "", _G,
               "Local checkpoint (.pt) used instead of the download; model_name gives its architecture.",
               reload_model=True),
-    ParamSpec("cuda", "bool", _cuda_default, _G,
+    ParamSpec("cuda", "bool", cuda_present, _G,
               "Run on the GPU (CUDA) when one is present, else on the CPU.", reload_model=True),
     ParamSpec("precision", "choice", "auto", _G,
               "Precision of the computations: auto = bfloat16 on GPUs of compute capability >= 8, "

@@ -65,20 +65,11 @@ class Prompt:
         """Objects predicted: one per box, or one for points alone."""
         return max(len(self.boxes), 1) if not self.is_empty else 0
 
-    def scaled(self, factor: float) -> "Prompt":
-        """The same prompt with coordinates multiplied by ``factor`` (for a resized image)."""
-        return Prompt(self.points * np.float32(factor), self.labels.copy(),
-                      self.boxes * np.float32(factor))
-
     def merged(self, other: "Prompt") -> "Prompt":
         """Points and boxes of both prompts (``self``'s first)."""
         return Prompt(np.concatenate([self.points, other.points]).astype(np.float32),
                       np.concatenate([self.labels, other.labels]).astype(np.int32),
                       np.concatenate([self.boxes, other.boxes]).astype(np.float32))
-
-    def key(self) -> bytes:
-        """Bytes that identify this prompt (for caches)."""
-        return self.points.tobytes() + b"|" + self.labels.tobytes() + b"|" + self.boxes.tobytes()
 
 
 def _load(text: Any, param: str, expected: str) -> Any:

@@ -17,7 +17,7 @@ from .models import get_model_spec
 from .predictor import PromptPredictor
 from .prompts import Prompt
 from .results import Segmentation
-from .weights import CheckpointError, ensure_checkpoint
+from .weights import CheckpointError, ensure_checkpoint, weight_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +36,10 @@ def resolve_checkpoint(key: ModelKey, weights_dir: Path) -> Path:
     """The checkpoint to load: ``model_weight_file`` when set, else the verified download."""
     spec = get_model_spec(key.model_name)
     if key.model_weight_file:
-        path = Path(key.model_weight_file).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"model_weight_file: {path} does not exist; expected the path "
-                                  f"of a {spec.name} checkpoint ({spec.filename}).")
-        return path
+        problem = weight_file_problem(key.model_weight_file, spec)
+        if problem:
+            raise CheckpointError(problem)
+        return Path(key.model_weight_file).expanduser()
     return ensure_checkpoint(spec, weights_dir)
 
 

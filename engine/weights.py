@@ -71,14 +71,23 @@ def verify_file(path: Path, spec: ModelSpec) -> Optional[str]:
     return None
 
 
+def weight_file_problem(path: str, spec: ModelSpec) -> Optional[str]:
+    """Why ``model_weight_file`` = ``path`` cannot be used for ``spec`` (``None``: a file)."""
+    file = Path(path).expanduser()
+    if file.is_file():
+        return None
+    return (f"model_weight_file: {file} does not exist; expected the path of a {spec.name} "
+            f"checkpoint ({spec.filename}), or empty to use the official download.")
+
+
 def manual_hint(spec: ModelSpec, final: Path) -> str:
     """What a user without network access can do instead."""
     return (f"To install it by hand, download {spec.url} on a machine with internet access and "
             f"copy it to {final} (or set model_weight_file to the path of your copy).")
 
 
-def _save_problem(error: OSError, folder: Path, spec: ModelSpec) -> str:
-    """What went wrong writing into ``folder`` and what to do about it."""
+def _save_problem(error: OSError, spec: ModelSpec) -> str:
+    """What went wrong writing a checkpoint into its folder and what to do about it."""
     what = error.strerror or str(error) or type(error).__name__
     if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         advice = f"Free at least {spec.size / 1e6:.0f} MB of disk space there"
@@ -93,7 +102,7 @@ def _save_problem(error: OSError, folder: Path, spec: ModelSpec) -> str:
 
 def _save_error(error: OSError, spec: ModelSpec, final: Path) -> CheckpointError:
     return CheckpointError(f"Cannot save checkpoint {final.name} into {final.parent}: "
-                           f"{_save_problem(error, final.parent, spec)}; nothing was saved at "
+                           f"{_save_problem(error, spec)}; nothing was saved at "
                            f"{final}. {manual_hint(spec, final)}")
 
 
@@ -265,7 +274,7 @@ def ensure_checkpoint(spec: ModelSpec, folder: Path, url: Optional[str] = None,
     """
     folder = Path(folder)
     final = folder / spec.filename
-    if _is_verified(final, spec) or _check_existing(final, spec) is None:
+    if _is_verified(final) or _check_existing(final, spec) is None:
         return final
     with contextlib.ExitStack() as stack:
         try:
@@ -286,7 +295,7 @@ def ensure_checkpoint(spec: ModelSpec, folder: Path, url: Optional[str] = None,
                 final.unlink()
             except OSError as exc:
                 raise CheckpointError(f"Checkpoint {final} is corrupt ({problem}) and cannot be "
-                                      f"removed: {_save_problem(exc, folder, spec)}. Delete it and "
+                                      f"removed: {_save_problem(exc, spec)}. Delete it and "
                                       f"try again. {manual_hint(spec, final)}") from exc
             removed = f" The corrupt file that was at {final} ({problem}) was removed."
         try:
@@ -316,7 +325,8 @@ def _state(path: Path) -> tuple:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _is_verified(path: Path, spec: ModelSpec) -> bool:
+def _is_verified(path: Path) -> bool:
+    """``path`` was verified in this process and has not changed since."""
     try:
         return _state(path) in _VERIFIED
     except OSError:

@@ -19,9 +19,10 @@ from conftest import iou, make_task, synthetic_image
 
 sys.path.insert(0, str(Path(__file__).parent))
 import standin  # noqa: E402
+from meta_reference import generate_with_meta  # noqa: E402
 
 from infer_segment_anything_2.engine.automatic import (  # noqa: E402
-    AutomaticParams, count_steps, generate, generate_with_meta)
+    AutomaticParams, count_steps, generate)
 from infer_segment_anything_2.engine.cancel import GenerationCancelled  # noqa: E402
 
 IMAGE = np.zeros((160, 240, 3), np.uint8)  # content is irrelevant to the stand-in
@@ -82,7 +83,7 @@ def test_parity_with_meta(standin_model, case):
     ours = generate(standin_model, IMAGE, params)
     assert len(ref) > 3, "the stand-in must give masks to compare"
     assert_same_masks(ours, ref)
-    areas = ours.areas()
+    areas = ours.masks.sum(axis=(1, 2))
     assert np.all(areas[:-1] >= areas[1:]), "sorted by decreasing area"
     assert ours.masks.shape[1:] == IMAGE.shape[:2]
 
@@ -319,3 +320,37 @@ def test_random_weights_early_iou_filter_agrees_with_meta(tiny_model):
     assert len(ours) == len(ref)
     assert_same_masks(ours, ref, min_iou=0.98)
     np.testing.assert_allclose(np.sort(ours.scores), np.sort(ref.scores), atol=1e-5)
+
+
+def test_the_path_users_run_agrees_with_meta(tiny_model, monkeypatch):
+    """End to end on the path a CPU user runs: the real decoder (PointDecoder, upscaling only
+    the candidates above iou_thresh, here the median of the predicted IoUs) and stability,
+    boxes and final masks counted by cells (an image above 400x400): Meta's masks and scores."""
+    from infer_segment_anything_2.engine import automatic, decoder
+
+    img = synthetic_image(480, 640, seed=4)
+    assert 480 * 640 >= automatic.BY_CELLS_MIN_PIXELS
+    # random weights give logits near 0: a small stability offset makes the stability counts
+    # (and their filter) matter
+    loose = AutomaticParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                            stability_score_offset=0.05, box_nms_thresh=1.0)
+    everything = generate(tiny_model, img, loose)
+    params = AutomaticParams(points_per_side=4, pred_iou_thresh=float(np.median(everything.scores)),
+                             stability_score_thresh=float(np.median(everything.stability)),
+                             stability_score_offset=0.05, box_nms_thresh=1.0)
+    used = {"cells": 0, "decode_above": 0}
+    for module, name, key in ((automatic, "stability_by_cells", "cells"),
+                              (decoder.PointDecoder, "decode_above", "decode_above")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _key=key, **kwargs):
+            used[_key] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, spy)
+    ours = generate(tiny_model, img, params)
+    assert used["cells"] > 0 and used["decode_above"] > 0
+    ref = generate_with_meta(tiny_model, img, params)
+    assert 5 < len(ref) < 3 * 16 // 2  # the median thresholds keep some candidates, not all
+    assert 0.3 < ref.stability.min() < 1.0
+    assert len(ours) == len(ref)
+    assert_same_masks(ours, ref, min_iou=0.98)

@@ -181,7 +181,7 @@ _BAD = [  # (fields to set, field expected to show the error, text expected in t
     ({"input_box": "[10,10,10,50]"}, "input_box", "zero area"),
     ({"input_box": "boxes please"}, "input_box", "[x1,y1,x2,y2]"),
     ({"input_point": "[[nan,1]]"}, "input_point", "[x,y]"),
-    ({"model_weight_file": "/nonexistent/sam2.pt"}, "model_weight_file", "is not a file"),
+    ({"model_weight_file": "/nonexistent/sam2.pt"}, "model_weight_file", "does not exist"),
 ]
 
 
