@@ -25,16 +25,39 @@ def mask_of(task, index):
     return out.get_mask() if out.is_data_available() else None
 
 
-def test_example_1_automatic_masks(tiny_task, image_path):
+def test_example_1_automatic_masks(tiny_task, image_path, tiny_model, image):
+    """The specification's first example, with thresholds that keep masks of random weights:
+    the instances are Meta's generator's masks and scores, and the label map paints them large
+    first."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from meta_reference import generate_with_meta
+    from infer_segment_anything_2.engine.automatic import AutomaticParams
+
     wf, algo = tiny_task
-    algo.set_parameters({"points_per_side": "8"})
+    # random weights' masks all span the image: their boxes coincide, so NMS keeps one unless off
+    keep = {"points_per_side": "4", "iou_thresh": "0.0", "stability_score_thresh": "0.0",
+            "box_nms_thresh": "1.0"}
+    algo.set_parameters(keep)
     wf.run_on(path=str(image_path))
     overlay = algo.get_image_with_mask()
     assert overlay.shape == (240, 320, 3)
     label_map = mask_of(algo, 1)
     assert label_map.shape == (240, 320) and label_map.dtype == np.uint8
-    n = algo.get_output(INSTANCE_OUTPUT).get_object_count()
-    assert set(np.unique(label_map)) <= set(range(n + 1))
+    objects = algo.get_output(INSTANCE_OUTPUT).get_objects()
+    ref = generate_with_meta(tiny_model, image, AutomaticParams(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0))
+    assert len(objects) == len(ref) == 3 * 16
+    for obj, mask, score in zip(objects, ref.masks, ref.scores):  # both by decreasing area
+        assert iou(obj.mask.astype(bool), mask) > 0.99
+        assert obj.confidence == pytest.approx(float(score), abs=1e-5)
+    painted = np.zeros_like(label_map)
+    for i, mask in enumerate(ref.masks):  # larger masks first, smaller ones on top
+        painted[mask] = i + 1
+    assert (painted == label_map).mean() > 0.99
+    assert len(np.unique(label_map)) > 3
     assert not algo.get_output(2).is_data_available()
 
 
