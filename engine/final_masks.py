@@ -3,7 +3,7 @@
 The candidates are kept as 256x256 low-resolution logits until here; only the survivors are
 upsampled to the output image, once, and thresholded:
 
-* on the CPU by cells (:func:`engine.amg.upsampled_masks`: only the cells a threshold crosses
+* on the CPU by cells (:func:`engine.cells.upsampled_masks`: only the cells a threshold crosses
   are interpolated), then sorted by area in place;
 * on other devices (GPUs) with ``F.interpolate`` in chunks of at most :data:`UPSAMPLE_BYTES`,
   twice: a first pass counts each mask's pixels, so that the masks are then made in order of
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import amg
+from . import amg, cells
 from .cancel import GenerationCancelled, StopCheck
 from .results import Segmentation
 
@@ -57,7 +57,7 @@ def masks_by_cells(logits: torch.Tensor, crop_index: torch.Tensor, crops: Sequen
     """``(K, H, W)`` bool masks at ``out_hw`` from CPU low-resolution logits of crops of the image.
 
     Each mask's logits are bilinearly upsampled onto its crop's region of the output image and
-    thresholded (:func:`engine.amg.upsampled_masks`: the same masks up to pixels within float
+    thresholded (:func:`engine.cells.upsampled_masks`: the same masks up to pixels within float
     rounding of the threshold); outside the crop the mask is empty. At the model's own size this
     is what Meta's generator does; at another size (``input_size_percent`` < 100) the logits are
     upsampled straight to the original size instead of resizing a thresholded small mask.
@@ -67,12 +67,12 @@ def masks_by_cells(logits: torch.Tensor, crop_index: torch.Tensor, crops: Sequen
     for c in torch.unique(crop_index).tolist():
         rx0, ry0, rx1, ry1 = crop_region(crops[c], model_hw, out_hw)
         index = torch.nonzero(crop_index == c)[:, 0]
-        rows = amg.BilinearAxis(logits.shape[-2], ry1 - ry0)
-        cols = amg.BilinearAxis(logits.shape[-1], rx1 - rx0)
+        rows = cells.BilinearAxis(logits.shape[-2], ry1 - ry0)
+        cols = cells.BilinearAxis(logits.shape[-1], rx1 - rx0)
         for start in range(0, len(index), UPSAMPLE_CHUNK):
             _check(should_stop)
             idx = index[start:start + UPSAMPLE_CHUNK]
-            out[idx.numpy(), ry0:ry1, rx0:rx1] = amg.upsampled_masks(
+            out[idx.numpy(), ry0:ry1, rx0:rx1] = cells.upsampled_masks(
                 logits[idx].float(), rows, cols, mask_threshold)
     return out
 
@@ -86,7 +86,7 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
 
     Returns:
         masks ``(K, H, W)`` bool, ``order`` ``(K,)`` (mask i is input ``order[i]``) and boxes
-        ``(K, 4)`` float32 XYXY with exclusive right/bottom edges (zeros for an empty mask).
+        ``(K, 4)`` float32 inclusive XYXY (zeros for an empty mask).
     """
     oh, ow = out_hw
     dev = logits.device
@@ -118,10 +118,9 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
     for c, (rx0, ry0, _, _) in regions.items():
         for pos in chunks(torch.nonzero(order_crop == c)[:, 0], c):
             mask = upsampled(order[pos], c)
-            inclusive = amg.boxes_inclusive(mask)
             has = mask.flatten(1).any(dim=1)
-            shift = torch.tensor([rx0, ry0, rx0 + 1, ry0 + 1], dtype=torch.int64, device=dev)
-            boxes[pos] = ((inclusive + shift) * has[:, None]).float()
+            shift = torch.tensor([rx0, ry0, rx0, ry0], dtype=torch.int64, device=dev)
+            boxes[pos] = ((amg.boxes_inclusive(mask) + shift) * has[:, None]).float()
             _, rh, rw = mask.shape
             out[pos.cpu().numpy(), ry0:ry0 + rh, rx0:rx0 + rw] = mask.cpu().numpy()
     return out, order.cpu().numpy(), boxes.cpu().numpy()
