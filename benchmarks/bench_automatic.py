@@ -11,10 +11,19 @@ stand-in prompt encoder and decoder) and the rest, the generator's own work; the
 printed for both.
 
 Decoder modes:
-  random   the model's own decoder, random weights (seed 0): the real decoder cost; with the
-           default thresholds few or no masks survive, so agreement is checked on few masks
+  pass50   the model's own decoder, random weights (seed 0), ``iou_thresh`` at the median of the
+           model's own predicted IoUs over the grid: half of the candidates pass, and nearly
+           every prompt has one that does (what trained weights do: most grid points land on
+           something); other parameters at their defaults
+  pass90   the same with 90% of the candidates passing
+  random   the model's own decoder at the default thresholds: random weights pass no candidate,
+           so ours never upscales: a bound, not what users meet
   standin  the stand-in prompt encoder/decoder of ``tests/standin.py`` (known discs, real image
-           encoder): many masks, so agreement is meaningful; post-processing dominates
+           encoder): many masks, so agreement is meaningful, but the decoder is not ours: a
+           bound on the post-processing
+
+Our time is split into encoder, transformer (the decoder up to the IoU head), upscaling
+(hypernetworks and upscaling of the passing prompts), stability and boxes, NMS and final masks.
 
 Usage (from the repository root):
   .venv/bin/python benchmarks/bench_automatic.py                    # full matrix
@@ -85,8 +94,13 @@ def worker(args) -> None:
 
         standin.install(model, image_encoder=False)
     image = cv2.cvtColor(cv2.imread(str(IMAGES / f"{args.image}.jpg")), cv2.COLOR_BGR2RGB)
-    params = AutomaticParams(points_per_side=args.points)
+    extra = {}
+    if args.mode.startswith("pass"):  # the same threshold in both workers (deterministic)
+        share = int(args.mode[4:]) / 100
+        extra["pred_iou_thresh"] = grid_iou_quantile(model, image, args.points, 1.0 - share)
+    params = AutomaticParams(points_per_side=args.points, **extra)
     fn = generate_with_meta if args.generator == "meta" else generate
+    split = split_timers() if args.generator == "ours" else {}
     # imports both generators make on first use (torchvision alone takes seconds): not timed
     import sam2.automatic_mask_generator  # noqa: F401
     import torchvision.ops  # noqa: F401
@@ -122,10 +136,71 @@ def worker(args) -> None:
     peak = _rss_kib("VmHWM")
     np.savez_compressed(args.save, masks=np.packbits(seg.masks, axis=-1), shape=seg.masks.shape,
                         scores=seg.scores, stability=seg.stability)
+    if split:
+        split["encoder"] = shared["s"]
     print(json.dumps({"wall_s": wall, "shared_s": shared["s"], "own_s": wall - shared["s"],
                       "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
                       "peak_above_base_mib": (peak - base) / 1024, "hwm_reset": reset,
-                      "n_masks": len(seg)}))
+                      "n_masks": len(seg), "split_s": split, **extra}))
+
+
+def grid_iou_quantile(model, image, points_per_side: int, q: float) -> float:
+    """The ``q`` quantile of the model's predicted IoUs (3 per point) over the whole-image grid
+    of automatic mode, computed as our generator computes them."""
+    import torch
+
+    from infer_segment_anything_2.engine import amg
+    from infer_segment_anything_2.engine.decoder import PointDecoder
+    from infer_segment_anything_2.engine.predictor import encode_image
+
+    h, w = image.shape[:2]
+    with torch.no_grad():
+        emb = encode_image(model, image)
+        fast = PointDecoder(model, emb.image_embed, emb.high_res_feats)
+        coords = torch.as_tensor(amg.point_grid(points_per_side) * np.array([[w, h]]),
+                                 dtype=torch.float32)
+        coords = coords / torch.tensor([w, h], dtype=torch.float32) * model.image_size
+        ious = []
+        for start in range(0, len(coords), 64):
+            c = coords[start:start + 64, None]
+            sparse, _ = model.sam_prompt_encoder(
+                points=(c, torch.ones(len(c), 1, dtype=torch.int)), boxes=None, masks=None)
+            q_, tokens, toks = fast.transformer(sparse)
+            ious.append(fast.iou(q_, tokens, toks).flatten())
+    return float(torch.quantile(torch.cat(ious), q))
+
+
+def split_timers() -> dict:
+    """Wrap the steps of our generator with timers; returns the dict they add seconds to."""
+    import torchvision.ops
+
+    from infer_segment_anything_2.engine import automatic, decoder, upscaling
+
+    split = {k: 0.0 for k in ("transformer", "upscaling", "stability and boxes", "NMS",
+                              "final masks")}
+
+    def timed(owner, name, key):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                split[key] += time.perf_counter() - start
+        setattr(owner, name, wrapper)
+
+    for owner, name, key in (
+            (decoder.PointDecoder, "transformer", "transformer"),
+            (decoder.PointDecoder, "iou", "transformer"),
+            (decoder.PointDecoder, "hyper", "upscaling"),
+            (upscaling.Upscaler, "__call__", "upscaling"),
+            (automatic, "stability_by_cells", "stability and boxes"),
+            (automatic, "stability_upsampled", "stability and boxes"),
+            (torchvision.ops, "batched_nms", "NMS"),
+            (automatic, "final_masks", "final masks")):
+        timed(owner, name, key)
+    return split
 
 
 def _load(path: Path):
@@ -163,9 +238,12 @@ def agreement(ours_path: Path, meta_path: Path) -> dict:
 def _line(image: str, model: str, mode: str, gen: str, r: dict) -> str:
     shared = (f" (encoder{' + stand-in' if mode == 'standin' else ''} {r['shared_s']:.1f} s, "
               f"own {r['own_s']:.1f} s)") if "own_s" in r else ""
+    split = ", ".join(f"{k} {v:.1f}" for k, v in r.get("split_s", {}).items())
+    thresh = f" iou_thresh {r['pred_iou_thresh']:.4f}" if "pred_iou_thresh" in r else ""
     return (f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s{shared}  "
             f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f} over "
-            f"loaded)  masks {r['n_masks']}")
+            f"loaded)  masks {r['n_masks']}{thresh}" + (f"\n    split (s): {split}" if split
+                                                         else ""))
 
 
 def machine() -> dict:
@@ -187,7 +265,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", nargs="+", default=["truck", "cars"])
     ap.add_argument("--models", nargs="+", default=["sam2.1_hiera_tiny", "sam2.1_hiera_small"])
-    ap.add_argument("--modes", nargs="+", default=["standin", "random"])
+    ap.add_argument("--modes", nargs="+", default=["pass50", "pass90", "random", "standin"])
     ap.add_argument("--points", type=int, default=32, help="points_per_side (default 32)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--generators", nargs="+", default=["ours", "meta"])

@@ -89,6 +89,20 @@ def _with_next(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, ry][:, :, rx]
 
 
+def crossed_share(logits: torch.Tensor, thresholds: Tuple[float, ...],
+                  every: int = 4) -> torch.Tensor:
+    """``(K,)``: an estimate of the share of cells a threshold crosses, summed over
+    ``thresholds``, for ``(K, h, w)`` logits (what the row runs will cost next to whole cells),
+    from every ``every``-th row of cells (a routing estimate: 1/``every`` of the work)."""
+    top = logits[:, 0:-1:every]
+    bottom = logits[:, 1::every][:, :top.shape[1]]
+    lo, hi = torch.minimum(top, bottom), torch.maximum(top, bottom)
+    lo = torch.minimum(lo[..., :-1], lo[..., 1:])
+    hi = torch.maximum(hi[..., :-1], hi[..., 1:])
+    crossed = sum(((hi > t) ^ (lo > t)).sum(dim=(1, 2)) for t in thresholds)
+    return crossed.to(torch.float32) / max(lo.shape[1] * lo.shape[2], 1)
+
+
 def _cell_pixels(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
                  kk: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -334,11 +348,83 @@ def _stability_in_windows(logits: torch.Tensor, patches: torch.Tensor, idx: torc
     y_hi = torch.where(has_full, r_start[lr_] + r_count[lr_] - 1, -1)
     x_lo = torch.where(has_full, c_start[fc], big)
     x_hi = torch.where(has_full, c_start[lc_] + c_count[lc_] - 1, -1)
-    for g, ys, first, last in runs(2):
-        hit = last >= first  # (m, br)
-        y_lo = y_lo.scatter_reduce(0, g, torch.where(hit, ys, big).amin(dim=1), "amin")
-        y_hi = y_hi.scatter_reduce(0, g, torch.where(hit, ys, -1).amax(dim=1), "amax")
-        x_lo = x_lo.scatter_reduce(0, g, torch.where(hit, first, big).amin(dim=1), "amin")
-        x_hi = x_hi.scatter_reduce(0, g, torch.where(hit, last, -1).amax(dim=1), "amax")
+    full_box = (first_r, last_r.where(has_full, -1), first_c, last_c.where(has_full, -1))
+    y_lo, y_hi, x_lo, x_hi = _boxes_by_bands(logits, rows, cols, idx, gr, gc, crossed[2],
+                                             thresholds[2], full_box, (y_lo, y_hi, x_lo, x_hi))
     boxes = torch.stack([x_lo, y_lo, x_hi, y_hi], dim=1)
     return stability, torch.where((y_hi >= 0)[:, None], boxes, torch.zeros_like(boxes))
+
+
+def _boxes_by_bands(logits: torch.Tensor, rows: BilinearAxis, cols: BilinearAxis,
+                    idx: torch.Tensor, gr: torch.Tensor, gc: torch.Tensor,
+                    crossed: torch.Tensor, t: float, full_box, box):
+    """The box of ``upsampled > t`` from the whole cells' box, looking at crossed cells band by
+    band from the outside in: only their pixels can extend it.
+
+    Cell rows (and columns) cover disjoint, ordered ranges of output rows (columns), so the top
+    of the box is in the first cell row from the top, before the whole cells' first row, whose
+    crossed cells have a pixel above ``t`` (the top of the whole cells otherwise); likewise for
+    the other sides. Each pass evaluates one band per unresolved side of each mask (one is
+    usually enough), instead of every crossed cell (most cells of noisy logits, such as random
+    weights').
+
+    Args:
+        crossed: ``(G, a, b)`` local cells ``t`` crosses; ``gr``, ``gc``: their global rows and
+            columns; ``full_box``: local first and last rows and columns of whole cells above
+            ``t`` (``a``/``b`` and -1 when none); ``box``: the whole cells' ``y_lo, y_hi, x_lo,
+            x_hi`` (output pixels), updated and returned.
+    """
+    dev = crossed.device
+    g_n, a, b = crossed.shape
+    big = torch.iinfo(torch.int64).max
+    y_lo, y_hi, x_lo, x_hi = (v.clone() for v in box)
+    first_r, last_r, first_c, last_c = full_box
+    row_has, col_has = crossed.any(dim=2), crossed.any(dim=1)  # (G, a), (G, b)
+    ra, cb = torch.arange(a, device=dev), torch.arange(b, device=dev)
+    # next band to look at on each side (scan positions), and which sides are still open
+    top, bottom = torch.zeros(g_n, dtype=torch.int64, device=dev), first_r.new_full((g_n,), a - 1)
+    left, right = torch.zeros_like(top), first_r.new_full((g_n,), b - 1)
+    while True:
+        t_line = _first_last(row_has & (ra >= top[:, None]) & (ra < first_r[:, None]))[0]
+        b_line = _first_last(row_has & (ra <= bottom[:, None]) & (ra > last_r[:, None]))[1]
+        l_line = _first_last(col_has & (cb >= left[:, None]) & (cb < first_c[:, None]))[0]
+        r_line = _first_last(col_has & (cb <= right[:, None]) & (cb > last_c[:, None]))[1]
+        open_t, open_b, open_l, open_r = t_line < a, b_line >= 0, l_line < b, r_line >= 0
+        if not bool((open_t | open_b | open_l | open_r).any()):
+            break
+        sel = torch.zeros_like(crossed)
+        for is_open, line, on_rows in ((open_t, t_line, True), (open_b, b_line, True),
+                                       (open_l, l_line, False), (open_r, r_line, False)):
+            g = torch.nonzero(is_open)[:, 0]
+            if on_rows:
+                sel[g, line[g]] |= crossed[g, line[g]]
+            else:
+                sel[g, :, line[g]] |= crossed[g, :, line[g]]
+        g, lr, lc = torch.nonzero(sel).unbind(1)
+        found = {k: torch.full((g_n,), v, dtype=torch.int64, device=dev)
+                 for k, v in (("t", big), ("b", -1), ("l", big), ("r", -1))}
+        for part, ys, first, last in _row_runs(logits, rows, cols, idx[g], gr[g, lr],
+                                                gc[g, lc], t):
+            gp, lrp, lcp = g[part], lr[part], lc[part]
+            hit = last >= first  # (m, br)
+            for key, is_open, line, on, values, red in (
+                    ("t", open_t, t_line, lrp, torch.where(hit, ys, big).amin(1), "amin"),
+                    ("b", open_b, b_line, lrp, torch.where(hit, ys, -1).amax(1), "amax"),
+                    ("l", open_l, l_line, lcp, torch.where(hit, first, big).amin(1), "amin"),
+                    ("r", open_r, r_line, lcp, torch.where(hit, last, -1).amax(1), "amax")):
+                mine = is_open[gp] & (on == line[gp])  # this cell lies in that side's band
+                fill = big if red == "amin" else -1
+                found[key] = found[key].scatter_reduce(0, gp, torch.where(mine, values, fill),
+                                                       red)
+        hit_t, hit_b = found["t"] < big, found["b"] >= 0
+        hit_l, hit_r = found["l"] < big, found["r"] >= 0
+        y_lo = torch.where(hit_t, torch.minimum(y_lo, found["t"]), y_lo)
+        y_hi = torch.where(hit_b, torch.maximum(y_hi, found["b"]), y_hi)
+        x_lo = torch.where(hit_l, torch.minimum(x_lo, found["l"]), x_lo)
+        x_hi = torch.where(hit_r, torch.maximum(x_hi, found["r"]), x_hi)
+        # a side with a hit is closed (its scan ends past the band); otherwise the next band
+        top = torch.where(open_t, torch.where(hit_t, a, t_line + 1), a)
+        bottom = torch.where(open_b, torch.where(hit_b, -1, b_line - 1), -1)
+        left = torch.where(open_l, torch.where(hit_l, b, l_line + 1), b)
+        right = torch.where(open_r, torch.where(hit_r, -1, r_line - 1), -1)
+    return y_lo, y_hi, x_lo, x_hi

@@ -322,11 +322,17 @@ def test_random_weights_early_iou_filter_agrees_with_meta(tiny_model):
     np.testing.assert_allclose(np.sort(ours.scores), np.sort(ref.scores), atol=1e-5)
 
 
-def test_the_path_users_run_agrees_with_meta(tiny_model, monkeypatch):
+@pytest.mark.parametrize("route", ["cells", "routed"])
+def test_the_path_users_run_agrees_with_meta(tiny_model, monkeypatch, route):
     """End to end on the path a CPU user runs: the real decoder (PointDecoder, upscaling only
     the candidates above iou_thresh, here the median of the predicted IoUs) and stability,
-    boxes and final masks counted by cells (an image above 400x400): Meta's masks and scores."""
-    from infer_segment_anything_2.engine import automatic, decoder
+    boxes and final masks counted by cells (an image above 400x400): Meta's masks and scores.
+    Random weights' logits are noisy, so the routing sends them to the upsampling: ``cells``
+    forces the counting by cells for all of them, ``routed`` leaves the routing alone."""
+    from infer_segment_anything_2.engine import automatic, cells, decoder
+
+    if route == "cells":
+        monkeypatch.setattr(automatic, "CROSSED_SHARE_PER_COLUMN", float("inf"))
 
     img = synthetic_image(480, 640, seed=4)
     assert 480 * 640 >= automatic.BY_CELLS_MIN_PIXELS
@@ -339,16 +345,16 @@ def test_the_path_users_run_agrees_with_meta(tiny_model, monkeypatch):
                              stability_score_thresh=float(np.median(everything.stability)),
                              stability_score_offset=0.05, box_nms_thresh=1.0)
     used = {"cells": 0, "decode_above": 0}
-    for module, name, key in ((automatic, "stability_by_cells", "cells"),
+    for module, name, key in ((cells, "stability_and_boxes", "cells"),
                               (decoder.PointDecoder, "decode_above", "decode_above")):
         original = getattr(module, name)
 
         def spy(*args, _original=original, _key=key, **kwargs):
-            used[_key] += 1
+            used[_key] += len(args[0]) if _key == "cells" else 1  # candidates counted / calls
             return _original(*args, **kwargs)
         monkeypatch.setattr(module, name, spy)
     ours = generate(tiny_model, img, params)
-    assert used["cells"] > 0 and used["decode_above"] > 0
+    assert used["decode_above"] > 0 and (used["cells"] > 0) == (route == "cells")
     ref = generate_with_meta(tiny_model, img, params)
     assert 5 < len(ref) < 3 * 16 // 2  # the median thresholds keep some candidates, not all
     assert 0.3 < ref.stability.min() < 1.0

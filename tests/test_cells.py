@@ -118,3 +118,50 @@ def test_cells_in_small_chunks_give_the_same_answer(monkeypatch):
     assert torch.equal(b, b_ref)
     torch.testing.assert_close(s, s_ref, rtol=0, atol=0, equal_nan=True)
     assert np.array_equal(masks, m_ref)
+
+
+def test_noisy_candidates_are_upsampled_smooth_ones_counted(monkeypatch):
+    """Counting costs what the stability thresholds cross: noisy logits crossing them
+    everywhere go to the upsampling, smooth ones (discs) to the cells; the answers are those of
+    the upsampling for all of them."""
+    from infer_segment_anything_2.engine import automatic
+
+    gen = torch.Generator().manual_seed(2)
+    logits = _varied_logits()
+    noise = torch.randn(6, 256, 256, generator=gen) * 2  # crosses +-1 in most cells
+    mixed = torch.cat([logits[:10], noise, logits[10:16]])
+    index = torch.arange(len(mixed))
+    params = automatic.AutomaticParams()
+    counted = []
+    original = cells.stability_and_boxes
+
+    def spy(sub, *args, **kwargs):
+        counted.append(len(sub))
+        return original(sub, *args, **kwargs)
+
+    monkeypatch.setattr(cells, "stability_and_boxes", spy)
+    hw = (1200, 1800)
+    stab, boxes = automatic.stability_by_cells(mixed, index, hw, params)
+    ref_stab, ref_boxes = automatic.stability_upsampled(mixed, index, hw, params)
+    assert counted == [len(mixed) - 6]
+    assert torch.equal(boxes, ref_boxes)
+    assert torch.equal(torch.isnan(stab), torch.isnan(ref_stab))
+    assert (stab - ref_stab).abs().nan_to_num(0.0).max() <= 2e-6
+    share = cells.crossed_share(mixed, (1.0, -1.0))
+    assert (share[10:16] > 0.5).all() and (share[:10] < 0.05).all()
+
+
+def test_box_bands_skip_crossed_cells_without_a_pixel_above():
+    """A corner just above the threshold makes its cells crossed, but no output pixel of them
+    gets above it: the band scan must look further in (more than one pass) and still find the
+    box of the full upsampling."""
+    logits = torch.full((3, 256, 256), -20.0)
+    for k, (r, c) in enumerate([(10, 12), (200, 240), (128, 3)]):
+        logits[k, r, c] = 0.01  # spikes: crossed cells, no output pixel above 0
+        logits[k, 100:140, 90:170] = 5.0  # the real mask, further in
+    logits[2, 250, 250] = 0.01
+    for out_hw in [(300, 420), (1200, 1800), (257, 255)]:
+        rows, cols = cells.BilinearAxis(256, out_hw[0]), cells.BilinearAxis(256, out_hw[1])
+        up = F.interpolate(logits[:, None], out_hw, mode="bilinear", align_corners=False)[:, 0]
+        _, boxes = cells.stability_and_boxes(logits, rows, cols, 0.0, 1.0)
+        assert torch.equal(boxes, amg.boxes_inclusive(up > 0.0)), out_hw
