@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from ikomia import core, dataprocess
@@ -15,7 +15,8 @@ from .engine.masks import label_map, paint_order_large_first
 from .engine.images import to_rgb_uint8
 from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
-from .engine.prompts import Prompt, make_prompt, parse_prompt
+from .engine.prompts import parse_prompt
+from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt
 from .engine.results import Segmentation
 from .engine.session import ModelKey, Sam2Session
 
@@ -25,7 +26,7 @@ PLUGIN_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = PLUGIN_DIR / "weights"
 NUM_MASK_OUTPUTS = 3  # outputs 1..3: best mask / candidates 2 and 3 with multimask_output
 MAX_LABEL = 255  # Ikomia's label maps are uint8 and its colour table has 256 classes (0: background)
-BACKGROUND_CATEGORIES = {"background", "negative", "bg", "0", "exclude"}
+DETECTIONS_INPUT = 2
 
 
 class InferSegmentAnything2Param(core.CWorkflowTaskParam):
@@ -49,20 +50,31 @@ class InferSegmentAnything2Param(core.CWorkflowTaskParam):
 class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
     """SAM 2 on one image: prompt mode with prompts, automatic mode without.
 
-    Outputs: 0 image, 1 mask (label map), 2 and 3 the other multimask candidates (empty without
-    multimask), 4 instance segmentation (every predicted mask with its box and score).
+    Inputs: 0 image, 1 graphics (prompts drawn in Studio), 2 object detections (optional: each
+    detection is a box prompt). Outputs: 0 image, 1 mask (label map), 2 and 3 the other multimask
+    candidates (empty without multimask), 4 instance segmentation (every predicted mask with its
+    box and score).
     """
 
     def __init__(self, name, param):
         dataprocess.CSemanticSegmentationTask.__init__(self, name)
+        # Input 2: detections from an upstream detector (optional): one box prompt per object.
+        self._own_detections = dataprocess.CObjectDetectionIO()
+        self.add_input(self._own_detections)
         for _ in range(NUM_MASK_OUTPUTS - 1):
             self.add_output(dataprocess.CSemanticSegmentationIO())
         self.add_output(dataprocess.CInstanceSegmentationIO())
         self.set_param_object(copy.deepcopy(param) if param is not None
                               else InferSegmentAnything2Param())
         self.session = Sam2Session(WEIGHTS_DIR)
-        self.last_automatic_result = None  # Segmentation of the latest automatic run
+        self.last_result = None  # Segmentation of the latest run (scores: SAM 2's predicted IoU)
+        self._last_automatic = False
         self._stop_requested = False
+
+    @property
+    def last_automatic_result(self):
+        """The latest run's Segmentation when it ran in automatic mode, else None."""
+        return self.last_result if self._last_automatic else None
 
     def get_progress_steps(self) -> int:
         """Automatic mode: one step per decoder batch of points over all crops, plus one for the
@@ -71,9 +83,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
 
         try:
             values = self.get_param_object().parsed()
-            prompt = parse_prompt(values["input_point"], values["input_point_label"],
-                                  values["input_box"])
-            if not prompt.is_empty or not self._graphics_prompt().is_empty:
+            named = self._prompts(values)
+            if not named.prompt.is_empty or named.detections_connected:
                 return 1
             return count_steps(_automatic_params(values)) + 1
         except Exception:  # bad parameters: run() reports them
@@ -96,29 +107,17 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self._stop_requested = True
 
     # -- inputs -------------------------------------------------------------------------------
-    def _graphics_prompt(self) -> Prompt:
-        """Prompts drawn in Studio: points (category 'background' = negative), rectangles, and
-        the bounding box of polygons and ellipses."""
-        graphics = self.get_input(1)
-        if graphics is None or not graphics.is_data_available():
-            return Prompt()
-        points, labels, boxes = [], [], []
-        for item in graphics.get_items():
-            kind = item.get_type()
-            if kind == core.GraphicsItem.POINT:
-                points.append([item.point.x, item.point.y])
-                labels.append(0 if item.get_category().strip().lower()
-                              in BACKGROUND_CATEGORIES else 1)
-            elif kind in (core.GraphicsItem.RECTANGLE, core.GraphicsItem.ELLIPSE):
-                boxes.append([item.x, item.y, item.x + item.width, item.y + item.height])
-            elif kind in (core.GraphicsItem.POLYGON, core.GraphicsItem.POLYLINE):
-                xy = np.array([[p.x, p.y] for p in item.points], np.float32)
-                if len(xy):
-                    boxes.append([float(v) for v in (*xy.min(axis=0), *xy.max(axis=0))])
-            elif kind == core.GraphicsItem.COMPLEX_POLYGON:
-                x, y, w, h = item.get_bounding_rect()
-                boxes.append([x, y, x + w, y + h])
-        return make_prompt(points, labels, boxes)
+    def _prompts(self, values: Dict) -> NamedPrompt:
+        """Graphics (input 1), then the prompt parameters, then the detections (input 2)."""
+        detections = detections_prompt(self.get_input(DETECTIONS_INPUT), self._own_detections)
+        drawn = graphics_prompt(self.get_input(1), skip=detections)
+        typed = NamedPrompt(parse_prompt(values["input_point"], values["input_point_label"],
+                                         values["input_box"]))
+        typed.box_names = [""] * len(typed.prompt.boxes)
+        typed.box_confidences = [None] * len(typed.prompt.boxes)
+        named = drawn.merged(typed).merged(detections)
+        named.prompt.check_objects()
+        return named
 
     # -- outputs ------------------------------------------------------------------------------
     def _clear_outputs(self) -> None:
@@ -134,80 +133,93 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         out.set_class_colors(colors)
         out.set_mask(mask)
 
-    def _write_outputs(self, seg: Segmentation, automatic: bool, height: int, width: int) -> None:
-        n_labels = len(seg) if automatic else (int(seg.object_index.max()) + 1 if len(seg) else 0)
-        if n_labels > MAX_LABEL:
-            logger.warning("%d %s are not in the label maps, which hold at most %d labels (every "
-                           "mask is in the instance segmentation output)", n_labels - MAX_LABEL,
-                           "masks" if automatic else "objects", MAX_LABEL)
-        if automatic:
+    def _write_outputs(self, seg: Segmentation, named: Optional[NamedPrompt], height: int,
+                       width: int) -> None:
+        """Label maps and instances; ``named`` is None in automatic mode."""
+        if named is None:
+            if len(seg) > MAX_LABEL:
+                _warn_label_limit(len(seg), "masks")
             order = paint_order_large_first(seg.masks)
             names = ["background"] + [f"mask {i + 1}" for i in range(min(len(seg), MAX_LABEL))]
             self._set_label_output(1, label_map(seg.masks, order=order, shape=(height, width),
                                                 max_label=MAX_LABEL), names)
-        else:
-            names = ["background"] + [f"object {i + 1}" for i in range(n_labels)]
-            for rank in range(int(seg.candidate.max()) + 1 if len(seg) else 1):
-                pick = np.nonzero(seg.candidate == rank)[0]
-                labels = seg.object_index[pick] + 1
-                mask = label_map(seg.masks[pick], labels=labels, shape=(height, width),
-                                 max_label=MAX_LABEL)
-                self._set_label_output(1 + rank, mask, names[:MAX_LABEL + 1])
-        self._write_instances(seg, automatic, height, width)
-
-    def _write_instances(self, seg: Segmentation, automatic: bool, height: int, width: int) -> None:
-        out = self.get_output(1 + NUM_MASK_OUTPUTS)
-        out.init(self.name, 0, width, height)
+            labels = ["mask"] * len(seg)
+            self._write_instances(seg, np.zeros(len(seg), int), labels, seg.scores)
+            return
+        objects = named.object_names()
+        classes = list(dict.fromkeys(objects))  # one label per class name, in object order
+        class_of = np.array([classes.index(n) for n in objects], int).reshape(-1)
+        if len(classes) > MAX_LABEL:
+            _warn_label_limit(len(classes), "classes")
+        names = (["background"] + classes)[:MAX_LABEL + 1]
+        for rank in range(int(seg.candidate.max()) + 1 if len(seg) else 1):
+            pick = np.nonzero(seg.candidate == rank)[0]
+            mask = label_map(seg.masks[pick], labels=class_of[seg.object_index[pick]] + 1,
+                             shape=(height, width), max_label=MAX_LABEL)
+            self._set_label_output(1 + rank, mask, names)
         multi = len(seg) and int(seg.candidate.max()) > 0
+        labels = [objects[o] + (f" candidate {c + 1}" if multi else "")
+                  for o, c in zip(seg.object_index, seg.candidate)]
+        detected = named.object_confidences()
+        scores = [s if detected[o] is None else detected[o]
+                  for o, s in zip(seg.object_index, seg.scores)]
+        self._write_instances(seg, class_of[seg.object_index], labels, scores)
+
+    def _write_instances(self, seg: Segmentation, class_index: np.ndarray, labels: List[str],
+                         confidences) -> None:
+        """Instance output: mask i with its inclusive box, class, label and confidence."""
+        out = self.get_output(1 + NUM_MASK_OUTPUTS)
+        out.init(self.name, 0, *seg.image_shape[::-1])
         for i in range(len(seg)):
             x1, y1, x2, y2 = (float(v) for v in seg.boxes[i])  # inclusive: width x2 - x1 + 1
             w, h = (x2 - x1 + 1, y2 - y1 + 1) if seg.masks[i].any() else (0.0, 0.0)
-            if automatic:
-                label = "mask"
-            else:
-                label = f"object {int(seg.object_index[i]) + 1}"
-                if multi:
-                    label += f" candidate {int(seg.candidate[i]) + 1}"
-            out.add_object(i, 0, int(seg.object_index[i]), label, float(seg.scores[i]),
-                           x1, y1, w, h, seg.masks[i].astype(np.uint8),
-                           _color(i))
+            out.add_object(i, 0, int(class_index[i]), labels[i], float(confidences[i]),
+                           x1, y1, w, h, seg.masks[i].astype(np.uint8), _color(i))
 
     # -- run ----------------------------------------------------------------------------------
     def run(self) -> None:
         self.begin_task_run()
         self._stop_requested = False
         self._clear_outputs()
-        self.last_automatic_result = None  # Segmentation of the latest automatic run
+        self.last_result, self._last_automatic = None, False
         values = self.get_param_object().parsed()
         image = to_rgb_uint8(self.get_input(0).get_image())
-        prompt = self._graphics_prompt().merged(parse_prompt(
-            values["input_point"], values["input_point_label"], values["input_box"]))
+        named = self._prompts(values)
+        automatic = named.prompt.is_empty and not named.detections_connected
         self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
         try:  # a stop during the model load skips the segmentation
-            seg = None if self._stop_requested else self._segment(image, prompt, values)
+            seg = None if self._stop_requested else self._segment(image, named, automatic, values)
         except GenerationCancelled:
             seg = None
         if self._stop_requested:  # stopped: no outputs, and the workflow's own stop handling
             self._clear_outputs()
             logger.info("infer_segment_anything_2: stopped by the user, no outputs")
         else:
-            self._write_outputs(seg, prompt.is_empty, *image.shape[:2])
-            if prompt.is_empty:
-                self.last_automatic_result = seg
+            self._write_outputs(seg, None if automatic else named, *image.shape[:2])
+            self.last_result, self._last_automatic = seg, automatic
             self.emit_step_progress()
         self.end_task_run()
 
-    def _segment(self, image: np.ndarray, prompt: Prompt, values: Dict) -> Segmentation:
+    def _segment(self, image: np.ndarray, named: NamedPrompt, automatic: bool,
+                 values: Dict) -> Segmentation:
         scale = values["input_size_percent"] / 100.0
         should_stop = lambda: self._stop_requested  # noqa: E731
         precision = values["precision"]
-        if not prompt.is_empty:
-            return self.session.segment_prompt(image, prompt, scale, values["multimask_output"],
+        if named.prompt.is_empty and not automatic:  # a detector found nothing: no object
+            return Segmentation.empty(*image.shape[:2])
+        if not automatic:
+            return self.session.segment_prompt(image, named.prompt, scale,
+                                               values["multimask_output"],
                                                values["mask_threshold"], should_stop, precision)
         return self.session.segment_automatic(
             image, _automatic_params(values), scale,
             on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop,
             precision=precision)
+
+
+def _warn_label_limit(count: int, what: str) -> None:
+    logger.warning("%d %s are not in the label maps, which hold at most %d labels (every mask is "
+                   "in the instance segmentation output)", count - MAX_LABEL, what, MAX_LABEL)
 
 
 def _automatic_params(values: Dict) -> AutomaticParams:

@@ -201,26 +201,43 @@ class InferSegmentAnything2Widget(core.CWorkflowTaskWidget):
         return edit
 
     def _add_drawing_tools(self, grid: QGridLayout, row: int) -> None:
-        """Buttons that pick Studio's drawing tool and graphics category for prompts."""
+        """Buttons that pick Studio's drawing tool and graphics category for prompts, and the
+        object the next points belong to (0: every object; N: category ``object N`` or
+        ``background N``, the points of object N)."""
         note = QLabel("Or draw on the image (graphics come first, then the fields above):")
         note.setWordWrap(True)
         grid.addWidget(note, row, 0, 1, 2)
         box = QHBoxLayout()
+        self.object_spin = QSpinBox()
+        self.object_spin.setRange(0, 999)
+        self.object_spin.setSpecialValueText("all")
+        self.object_spin.setPrefix("object ")
+        self.object_spin.setToolTip("Points drawn next belong to this object (graphics category "
+                                    "'object N' / 'background N'): object N is the N-th group "
+                                    "of points, with the N-th box when there are as many boxes. "
+                                    "'all': every object gets the points.")
         for name, text, tip, tool, category in (
                 ("foreground", "Foreground point", "Draw foreground points (graphics category "
-                 f"'{FOREGROUND_CATEGORY}')", core.GraphicsShape.POINT, FOREGROUND_CATEGORY),
+                 f"'{FOREGROUND_CATEGORY}', or 'object N')", core.GraphicsShape.POINT,
+                 FOREGROUND_CATEGORY),
                 ("background", "Background point", "Draw background points (graphics category "
-                 f"'{BACKGROUND_CATEGORY}')", core.GraphicsShape.POINT, BACKGROUND_CATEGORY),
+                 f"'{BACKGROUND_CATEGORY}', or 'background N')", core.GraphicsShape.POINT,
+                 BACKGROUND_CATEGORY),
                 ("box", "Box", "Draw a rectangle: one object per box (ellipses and polygons "
-                 "give their bounding box)", core.GraphicsShape.RECTANGLE, FOREGROUND_CATEGORY)):
+                 "give their bounding box); a category other than the default names the object",
+                 core.GraphicsShape.RECTANGLE, FOREGROUND_CATEGORY)):
             button = QPushButton(text)
             button.setToolTip(tip)
             button.clicked.connect(lambda _=False, t=tool, c=category: self._pick_tool(t, c))
             box.addWidget(button)
             self.draw_buttons[name] = button
+        box.addWidget(self.object_spin)
         grid.addLayout(box, row + 1, 0, 1, 2)
 
     def _pick_tool(self, tool, category: str) -> None:
+        number = self.object_spin.value()
+        if number and tool == core.GraphicsShape.POINT:
+            category = f"{'object' if category == FOREGROUND_CATEGORY else category} {number}"
         self.emit_set_graphics_category(category)
         self.emit_set_graphics_tool(tool)
 

@@ -138,11 +138,13 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
               "SAM 2's dynamic multimask: when a single mask is asked for and it is unstable, "
               "use the best of the three candidates instead.", reload_model=True),
     ParamSpec("input_point", "prompt", "", _P,
-              "Point prompts in pixels: [x,y] or [[x,y],[x,y],...].",
-              fmt="[x,y] or [[x,y],[x,y],...]"),
+              "Point prompts in pixels: [x,y] or [[x,y],[x,y],...]; one list per object for "
+              "several objects, each with its own points: [[[x,y],[x,y]],[[x,y]]].",
+              fmt="[x,y] or [[x,y],[x,y],...] or [[[x,y],[x,y]],[[x,y]]]"),
     ParamSpec("input_point_label", "prompt", "", _P,
-              "One label per point, 1 foreground, 0 background: [1,0,...]. Empty: all foreground.",
-              fmt="[1,0,...]"),
+              "One label per point, 1 foreground, 0 background: [1,0,...], or one list per "
+              "object when the points are in groups: [[1,0],[1]]. Empty: all foreground.",
+              fmt="[1,0,...] or [[1,0],[1]]"),
     ParamSpec("input_box", "prompt", "", _P,
               "Box prompts in pixels, XYXY: [x1,y1,x2,y2] or [[x1,y1,x2,y2],...]; one object per box.",
               fmt="[x1,y1,x2,y2] or [[x1,y1,x2,y2],...]"),

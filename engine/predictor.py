@@ -2,14 +2,15 @@
 
 The image is encoded once (:meth:`PromptPredictor.set_image`); any number of prompts are then
 decoded against the cached embedding. The cache key is the image content (a BLAKE2 digest of the
-pixels), its shape and the resize factor, so a new image or ``input_size_percent`` encodes again
-while a prompt change does not. Decoding follows Meta's ``SAM2ImagePredictor`` step by step (same
+pixels), its shape, the resize factor and the precision, so a new image or ``input_size_percent``
+encodes again while a prompt change does not; the last few images stay cached. Decoding follows Meta's ``SAM2ImagePredictor`` step by step (same
 transforms, prompt encoder and mask decoder), so masks are equal on the same weights.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -24,6 +25,12 @@ from .results import Segmentation
 logger = logging.getLogger(__name__)
 
 OBJECTS_PER_BATCH = 64  # prompt objects (boxes) decoded at once; bounds decoder memory
+# Embeddings kept for images revisited. One embedding has a fixed size whatever the image and the
+# model: 256x64x64 + 32x256x256 + 64x128x128 values = 16 MiB in float32 (10 MiB under bf16/fp16
+# autocast), so 8 images hold at most 128 MiB (RAM, or VRAM on a GPU): under a tenth of the
+# smallest model's run (1.6 GiB peak), and enough for a Studio user going back and forth in a
+# folder or a loop alternating a few images.
+CACHED_IMAGES = 8
 
 
 @dataclass
@@ -95,29 +102,44 @@ def encode_image(model, image: np.ndarray, orig_hw: Optional[Tuple[int, int]] = 
 
 
 def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,
-                   device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Points and boxes as SAM 2's prompt encoder takes them.
+                   device: torch.device
+                   ) -> List[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """The objects' prompts as SAM 2's prompt encoder takes them, in sets of equal length.
 
-    Boxes become two corner points with labels 2 and 3, placed before the points; with B > 1
-    boxes every box gets the same points. Coordinates go from original-image pixels to the model's
-    input frame (``resolution`` x ``resolution``).
+    Each object is its box as two corner points labelled 2 and 3, then its points
+    (:meth:`Prompt.object_prompt`). Objects whose prompts have the same number of points are
+    decoded together; objects of other lengths go in other sets, never padded (a padding point
+    would change the masks). Coordinates go from original-image pixels to the model's input frame
+    (``resolution`` x ``resolution``).
 
     Returns:
-        ``coords`` ``(B, P, 2)`` float32 and ``labels`` ``(B, P)`` int32, B = number of objects.
+        ``[(objects, coords, labels)]``: ``objects`` ``(b,)`` int64 object indices, ``coords``
+        ``(b, P, 2)`` float32 and ``labels`` ``(b, P)`` int32 on ``device``.
     """
     h, w = orig_hw
     norm = np.array([resolution / w, resolution / h], np.float32)
-    n_obj = max(len(prompt.boxes), 1)
-    parts_c, parts_l = [], []
-    if len(prompt.boxes):
-        parts_c.append(prompt.boxes.reshape(-1, 2, 2) * norm)
-        parts_l.append(np.tile(np.array([[2, 3]], np.int32), (n_obj, 1)))
-    if len(prompt.points):
-        parts_c.append(np.broadcast_to(prompt.points * norm, (n_obj, *prompt.points.shape)))
-        parts_l.append(np.broadcast_to(prompt.labels, (n_obj, len(prompt.labels))))
-    coords = torch.as_tensor(np.concatenate(parts_c, axis=1), dtype=torch.float32, device=device)
-    labels = torch.as_tensor(np.concatenate(parts_l, axis=1), dtype=torch.int32, device=device)
-    return coords, labels
+    n_obj = prompt.num_objects
+    if prompt.num_groups < 2:  # every object has the same points: one set, built at once
+        parts_c, parts_l = [], []
+        if len(prompt.boxes):
+            parts_c.append(prompt.boxes.reshape(-1, 2, 2))
+            parts_l.append(np.tile(np.array([[2, 3]], np.int32), (n_obj, 1)))
+        if len(prompt.points):
+            parts_c.append(np.broadcast_to(prompt.points, (n_obj, *prompt.points.shape)))
+            parts_l.append(np.broadcast_to(prompt.labels, (n_obj, len(prompt.labels))))
+        sets = [(np.arange(n_obj), np.concatenate(parts_c, axis=1),
+                 np.concatenate(parts_l, axis=1))]
+    else:
+        per_object = [prompt.object_prompt(i) for i in range(n_obj)]
+        lengths = np.array([len(c) for c, _ in per_object])
+        sets = []
+        for length in np.unique(lengths):
+            objects = np.nonzero(lengths == length)[0]
+            sets.append((objects, np.stack([per_object[i][0] for i in objects]),
+                         np.stack([per_object[i][1] for i in objects])))
+    return [(objects, torch.as_tensor(coords * norm, dtype=torch.float32, device=device),
+             torch.as_tensor(labels, dtype=torch.int32, device=device))
+            for objects, coords, labels in sets]
 
 
 @torch.no_grad()
@@ -155,6 +177,10 @@ def upscale_logits(logits: torch.Tensor, out_hw: Tuple[int, int]) -> torch.Tenso
 class PromptPredictor:
     """Encode an image once, then answer prompts against the cached embedding.
 
+    The embeddings of the last :data:`CACHED_IMAGES` images are kept (least recently used out),
+    so going back to an image seen a moment ago (Studio's image list, a Python loop alternating
+    images) does not encode it again.
+
     Args:
         model: a built SAM 2 model (``SAM2Base``), in eval mode, on its device.
     """
@@ -162,16 +188,21 @@ class PromptPredictor:
     def __init__(self, model):
         self.model = model
         self._embedding: Optional[ImageEmbedding] = None
-        self._key: Optional[bytes] = None
+        self._cache: "OrderedDict[bytes, ImageEmbedding]" = OrderedDict()
         self.encode_count = 0  # images encoded so far (the cache's misses)
 
     @property
     def embedding(self) -> Optional[ImageEmbedding]:
+        """The current image's embedding (None before ``set_image`` or after a stopped one)."""
         return self._embedding
+
+    @property
+    def cached_images(self) -> int:
+        return len(self._cache)
 
     def set_image(self, image: np.ndarray, scale: float = 1.0,
                   device_choice: Optional[DeviceChoice] = None) -> bool:
-        """Make ``image`` (HWC RGB uint8) current; encode it unless the cached embedding matches.
+        """Make ``image`` (HWC RGB uint8) current; encode it unless its embedding is cached.
 
         Args:
             image: the original image.
@@ -183,24 +214,30 @@ class PromptPredictor:
         """
         choice = device_choice or DeviceChoice.make(model_device(self.model))
         key = image_key(image, scale, choice)
-        if key == self._key and self._embedding is not None:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._embedding = self._cache[key]
             return False
-        self.reset()
+        self._embedding = None  # an interrupted encoding leaves no current image
         small = resize_for_input(image, scale)
-        self._embedding = encode_image(self.model, small, image.shape[:2], choice)
-        self._key = key
+        embedding = encode_image(self.model, small, image.shape[:2], choice)
+        self._cache[key] = self._embedding = embedding
+        while len(self._cache) > CACHED_IMAGES:
+            self._cache.popitem(last=False)
         self.encode_count += 1
         return True
 
     def reset(self) -> None:
-        """Forget the cached embedding."""
-        self._embedding, self._key = None, None
+        """Forget every cached embedding."""
+        self._embedding = None
+        self._cache.clear()
 
     def predict(self, prompt: Prompt, multimask: bool = False,
                 mask_threshold: float = 0.0) -> Segmentation:
         """Masks for ``prompt`` (original-image pixels) on the current image.
 
-        One object per box (or one for points alone); with ``multimask`` each object gets three
+        Objects as :class:`Prompt` defines them (one per point group, else one per box, or one for
+        points alone); with ``multimask`` each object gets three
         candidates sorted by predicted IoU, best first. Masks are at the original image size,
         obtained by upscaling the logits and then thresholding at ``mask_threshold``.
 
@@ -213,20 +250,23 @@ class PromptPredictor:
             h, w = self._embedding.orig_hw
             return Segmentation.empty(h, w)
         emb = self._embedding
-        coords, labels = prompt_tensors(prompt, emb.orig_hw, self.model.image_size,
-                                        emb.choice.device)
-        masks, scores = [], []
-        for start in range(0, coords.shape[0], OBJECTS_PER_BATCH):
-            stop = start + OBJECTS_PER_BATCH
-            logits, iou = decode(self.model, emb, coords[start:stop], labels[start:stop],
-                                 multimask)
-            order = torch.argsort(iou, dim=1, descending=True, stable=True)
-            iou = torch.gather(iou, 1, order)
-            logits = torch.gather(logits, 1, order[:, :, None, None].expand_as(logits))
-            masks.append((upscale_logits(logits, emb.orig_hw) > mask_threshold).cpu().numpy())
-            scores.append(iou.cpu().numpy())
-        mask_arr = np.concatenate(masks)  # (B, C, H, W)
-        score_arr = np.concatenate(scores)
+        n_obj = prompt.num_objects
+        mask_arr = score_arr = None  # (B, C, H, W) bool, (B, C) float32, in object order
+        for objects, coords, labels in prompt_tensors(prompt, emb.orig_hw, self.model.image_size,
+                                                      emb.choice.device):
+            for start in range(0, len(objects), OBJECTS_PER_BATCH):
+                stop = start + OBJECTS_PER_BATCH
+                logits, iou = decode(self.model, emb, coords[start:stop], labels[start:stop],
+                                     multimask)
+                order = torch.argsort(iou, dim=1, descending=True, stable=True)
+                iou = torch.gather(iou, 1, order)
+                logits = torch.gather(logits, 1, order[:, :, None, None].expand_as(logits))
+                masks = (upscale_logits(logits, emb.orig_hw) > mask_threshold).cpu().numpy()
+                if mask_arr is None:
+                    mask_arr = np.zeros((n_obj, *masks.shape[1:]), bool)
+                    score_arr = np.zeros((n_obj, masks.shape[1]), np.float32)
+                mask_arr[objects[start:stop]] = masks
+                score_arr[objects[start:stop]] = iou.cpu().numpy()
         b, c = score_arr.shape
         return Segmentation.from_masks(
             mask_arr.reshape(b * c, *emb.orig_hw), score_arr.reshape(-1),

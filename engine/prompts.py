@@ -1,10 +1,16 @@
 """Prompt parsing: the specification's strings (or Studio graphics) into one small dataclass.
 
 Formats (pixels of the original image, x to the right, y down):
-- ``input_point``: ``[x,y]`` or ``[[x,y],[x,y],...]``
-- ``input_point_label``: ``[1,0,...]``: 1 foreground, 0 background, one per point; empty means every
-  point is foreground.
+- ``input_point``: ``[x,y]`` or ``[[x,y],[x,y],...]``; or one list of points per object (groups):
+  ``[[[x,y],[x,y]],[[x,y]]]``.
+- ``input_point_label``: ``[1,0,...]``: 1 foreground, 0 background, one per point; with groups one
+  list per group, ``[[1,0],[1]]``; empty means every point is foreground.
 - ``input_box``: ``[x1,y1,x2,y2]`` or ``[[x1,y1,x2,y2],...]`` (XYXY).
+
+Objects (what one mask, or one set of candidates, answers): with two or more point groups, object
+i is group i, with box i when there are as many boxes as groups (no box, or that many, else an
+error); otherwise one object per box, every box with all the points (SAM 2's B boxes x N points),
+or one object for points alone. A single group counts as plain points.
 
 Rules (documented in the README):
 - Values must be finite numbers of at most 1e7 in magnitude; NaN / inf are refused.
@@ -23,7 +29,7 @@ import ast
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,8 +39,11 @@ MAX_PROMPTS = 10_000  # points, boxes or labels in one parameter
 MAX_TEXT = 2_000_000  # characters of one prompt parameter (10,000 boxes need ~400,000)
 MAX_COORDINATE = 1e7  # pixels; larger values are typos, not images
 
-POINT_FORMAT = "[x,y] or [[x,y],[x,y],...] in pixels, e.g. [[500,375]]"
-LABEL_FORMAT = "[1,0,...]: one label per point, 1 foreground, 0 background, e.g. [1,0]"
+POINT_FORMAT = ("[x,y] or [[x,y],[x,y],...] in pixels, e.g. [[500,375]]; one list per object "
+                "for several objects, e.g. [[[500,375],[600,380]],[[100,90]]]")
+LABEL_FORMAT = ("[1,0,...]: one label per point, 1 foreground, 0 background, e.g. [1,0]; with "
+                "points in groups one list per group, e.g. [[1,0],[1]]")
+SHARED = -1  # group of a point that every object gets
 BOX_FORMAT = "[x1,y1,x2,y2] or [[x1,y1,x2,y2],...] in pixels, e.g. [[75,275,1725,850]]"
 
 
@@ -50,26 +59,65 @@ class Prompt:
         points: ``(N, 2)`` float32, XY pixels (N may be 0).
         labels: ``(N,)`` int32, 1 foreground / 0 background.
         boxes: ``(B, 4)`` float32, XYXY pixels with x1 <= x2 and y1 <= y2 (B may be 0).
+        groups: ``(N,)`` int32, the object group of each point: ``SHARED`` (-1) for a point every
+            object gets, ``g >= 0`` for a point of group g only. Default: all shared.
     """
 
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    groups: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.groups is None:
+            object.__setattr__(self, "groups", np.full(len(self.points), SHARED, np.int32))
 
     @property
     def is_empty(self) -> bool:
         return len(self.points) == 0 and len(self.boxes) == 0
 
     @property
+    def num_groups(self) -> int:
+        """Point groups (0 when every point is shared); one group is used as shared points."""
+        return int(self.groups.max()) + 1 if len(self.groups) else 0
+
+    @property
     def num_objects(self) -> int:
-        """Objects predicted: one per box, or one for points alone."""
-        return max(len(self.boxes), 1) if not self.is_empty else 0
+        """Objects predicted: one per group (two or more), else one per box, or one for points."""
+        if self.is_empty:
+            return 0
+        return self.num_groups if self.num_groups >= 2 else max(len(self.boxes), 1)
+
+    def check_objects(self) -> None:
+        """Two or more point groups need no box or one box per group; else a PromptError."""
+        n_groups, n_boxes = self.num_groups, len(self.boxes)
+        if n_groups >= 2 and n_boxes not in (0, n_groups):
+            raise PromptError("input_point", f"{n_groups} groups of points for {n_boxes} boxes "
+                              f"(input_box, graphics and detections together): give one box per "
+                              f"group, in the same order, or no box", POINT_FORMAT)
+
+    def object_prompt(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Object ``i``'s prompt as SAM 2's prompt encoder takes it, in original-image pixels:
+        its box as two corner points labelled 2 and 3 (first), then its points in the given
+        order (shared points and those of group i). Returns ``(P, 2)`` float32, ``(P,)`` int32."""
+        self.check_objects()
+        grouped = self.num_groups >= 2
+        pick = (self.groups == SHARED) | (self.groups == i) if grouped else slice(None)
+        coords, labels = [self.points[pick]], [self.labels[pick]]
+        if len(self.boxes):
+            coords.insert(0, self.boxes[i].reshape(2, 2))
+            labels.insert(0, np.array([2, 3], np.int32))
+        return (np.concatenate(coords).astype(np.float32),
+                np.concatenate(labels).astype(np.int32))
 
     def merged(self, other: "Prompt") -> "Prompt":
-        """Points and boxes of both prompts (``self``'s first)."""
+        """Points and boxes of both prompts (``self``'s first); ``other``'s groups are numbered
+        after ``self``'s."""
+        shift = np.where(other.groups >= 0, other.groups + self.num_groups, SHARED)
         return Prompt(np.concatenate([self.points, other.points]).astype(np.float32),
                       np.concatenate([self.labels, other.labels]).astype(np.int32),
-                      np.concatenate([self.boxes, other.boxes]).astype(np.float32))
+                      np.concatenate([self.boxes, other.boxes]).astype(np.float32),
+                      np.concatenate([self.groups, shift]).astype(np.int32))
 
 
 def _load(text: Any, param: str, expected: str) -> Any:
@@ -127,9 +175,27 @@ def _matrix(value: Any, width: int, param: str, expected: str) -> np.ndarray:
     return out
 
 
-def parse_points(text: Any) -> np.ndarray:
-    """``input_point`` to ``(N, 2)`` float32 XY pixels."""
-    return _matrix(_load(text, "input_point", POINT_FORMAT), 2, "input_point", POINT_FORMAT)
+def parse_points(text: Any) -> Tuple[np.ndarray, List[int]]:
+    """``input_point`` to ``(N, 2)`` float32 XY pixels and the size of each group (``[N]`` for
+    plain points: one group)."""
+    value = _load(text, "input_point", POINT_FORMAT)
+    if not (isinstance(value, (list, tuple)) and len(value)
+            and isinstance(value[0], (list, tuple)) and len(value[0])
+            and isinstance(value[0][0], (list, tuple))):
+        points = _matrix(value, 2, "input_point", POINT_FORMAT)
+        return points, [len(points)] if len(points) else []
+    groups = []
+    for g, group in enumerate(value):
+        if not (isinstance(group, (list, tuple)) and len(group)
+                and all(isinstance(p, (list, tuple)) for p in group)):
+            raise PromptError("input_point", f"group {g} is {_show(group)}, not a list of "
+                              f"[x,y] points", POINT_FORMAT)
+        groups.append(_matrix(group, 2, "input_point", POINT_FORMAT))
+    points = np.concatenate(groups)
+    if len(points) > MAX_PROMPTS:
+        raise PromptError("input_point", f"{len(points)} points, at most {MAX_PROMPTS}",
+                          POINT_FORMAT)
+    return points, [len(g) for g in groups]
 
 
 def parse_boxes(text: Any) -> np.ndarray:
@@ -150,8 +216,10 @@ def normalize_boxes(boxes: np.ndarray, param: str = "input_box") -> np.ndarray:
     return out
 
 
-def parse_labels(text: Any, num_points: int) -> np.ndarray:
-    """``input_point_label`` to ``(N,)`` int32; empty means all foreground. Count must match."""
+def parse_labels(text: Any, num_points: int,
+                 group_sizes: Optional[Sequence[int]] = None) -> np.ndarray:
+    """``input_point_label`` to ``(N,)`` int32; empty means all foreground. Count must match, and
+    with two or more point groups (``group_sizes``) the labels come in the same groups."""
     value = _load(text, "input_point_label", LABEL_FORMAT)
     if value is None:
         return np.ones((num_points,), np.int32)
@@ -159,7 +227,17 @@ def parse_labels(text: Any, num_points: int) -> np.ndarray:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise PromptError("input_point_label", f"got {_show(value)}", LABEL_FORMAT)
-    if len(value) and isinstance(value[0], (list, tuple)) and len(value) == 1:
+    sizes = list(group_sizes or [])
+    nested = bool(len(value)) and all(isinstance(v, (list, tuple)) for v in value)
+    if len(sizes) >= 2 or (nested and len(value) >= 2):
+        shape = [len(v) for v in value] if nested else f"{len(value)} labels in one list"
+        if shape != sizes:
+            points = (f"points in groups of {sizes}" if len(sizes) >= 2
+                      else f"{num_points} points in one list")
+            raise PromptError("input_point_label", f"labels shaped as {shape} for {points}",
+                              LABEL_FORMAT)
+        value = [v for group in value for v in group]
+    elif nested:
         value = value[0]  # [[1,0]] is read as [1,0]
     if len(value) > MAX_PROMPTS:
         raise PromptError("input_point_label", f"{len(value)} labels, at most {MAX_PROMPTS}",
@@ -179,17 +257,34 @@ def parse_labels(text: Any, num_points: int) -> np.ndarray:
 def parse_prompt(input_point: Any = "", input_point_label: Any = "",
                  input_box: Any = "") -> Prompt:
     """Parse the three prompt parameters; raises :class:`PromptError` naming the bad one."""
-    points = parse_points(input_point)
-    labels = parse_labels(input_point_label, len(points))
+    points, sizes = parse_points(input_point)
+    labels = parse_labels(input_point_label, len(points), sizes)
     boxes = parse_boxes(input_box)
-    return Prompt(points, labels, boxes)
+    prompt = Prompt(points, labels, boxes, _groups(sizes))
+    prompt.check_objects()
+    return prompt
+
+
+def _groups(sizes: Sequence[int]) -> np.ndarray:
+    """Group index per point for groups of ``sizes``; one group is plain (shared) points."""
+    if len(sizes) < 2:
+        return np.full(sum(sizes), SHARED, np.int32)
+    return np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
 
 
 def make_prompt(points: Sequence[Sequence[float]] = (), labels: Optional[Sequence[int]] = None,
-                boxes: Sequence[Sequence[float]] = ()) -> Prompt:
-    """Build a :class:`Prompt` from Python sequences (e.g. Studio graphics), validated as above."""
+                boxes: Sequence[Sequence[float]] = (),
+                groups: Optional[Sequence[int]] = None) -> Prompt:
+    """Build a :class:`Prompt` from Python sequences (e.g. Studio graphics), validated as above.
+
+    ``groups``: one per point, ``SHARED`` (-1) or a group index ``0..G-1``; default all shared.
+    """
     pts = _matrix(list(points), 2, "graphics points", POINT_FORMAT)
     lab = (np.ones(len(pts), np.int32) if labels is None
            else parse_labels(list(labels), len(pts)))
     bxs = normalize_boxes(_matrix(list(boxes), 4, "graphics boxes", BOX_FORMAT), "graphics boxes")
-    return Prompt(pts, lab, bxs)
+    grp = None if groups is None else np.asarray(groups, np.int32).reshape(-1)
+    if grp is not None and (len(grp) != len(pts) or (len(grp) and grp.min() < SHARED)):
+        raise PromptError("graphics points", f"{len(grp)} groups for {len(pts)} points",
+                          POINT_FORMAT)
+    return Prompt(pts, lab, bxs, grp)

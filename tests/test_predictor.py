@@ -165,3 +165,64 @@ def test_our_loader_matches_meta_build(tiny_model, meta_tiny_model):
     assert ours_sd.keys() == meta_sd.keys()
     assert all(torch.equal(ours_sd[k], meta_sd[k]) for k in ours_sd)
     assert tiny_model.sam_mask_decoder.dynamic_multimask_via_stability is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Several objects with their own points
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("multimask", [False, True])
+def test_point_groups_equal_meta_for_each_object_alone(ours, meta, multimask):
+    """Groups of different sizes, each object with its own box: every object's masks and scores
+    are Meta's ``predict`` for that object alone (no padding point added to the shorter group)."""
+    prompt = parse_prompt("[[[100,80],[60,50]],[[220,160]],[[250,60],[280,90],[200,40]]]",
+                          "[[1,0],[1],[1,1,0]]",
+                          "[[40,30,200,150],[150,100,300,220],[180,20,310,120]]")
+    seg = ours.predict(prompt, multimask)
+    groups = [([[100, 80], [60, 50]], [1, 0]), ([[220, 160]], [1]),
+              ([[250, 60], [280, 90], [200, 40]], [1, 1, 0])]
+    boxes = [[40, 30, 200, 150], [150, 100, 300, 220], [180, 20, 310, 120]]
+    c = 3 if multimask else 1
+    assert len(seg) == 3 * c
+    for i, ((points, labels), box) in enumerate(zip(groups, boxes)):
+        ref_masks, ref_scores = meta_predict(meta, np.array(points, np.float32), np.array(labels),
+                                             np.array(box, np.float32), multimask)
+        pick = seg.object_index == i
+        np.testing.assert_allclose(seg.scores[pick], ref_scores[0], rtol=1e-4, atol=1e-5)
+        for ours_mask, ref_mask in zip(seg.masks[pick], ref_masks[0]):
+            assert iou(ours_mask, ref_mask) > 0.999, i
+
+
+def test_point_groups_without_boxes_equal_meta(ours, meta):
+    seg = ours.predict(parse_prompt("[[[100,80]],[[220,160],[30,200]]]", "[[1],[1,0]]"))
+    for i, (points, labels) in enumerate([([[100, 80]], [1]), ([[220, 160], [30, 200]], [1, 0])]):
+        ref_masks, ref_scores = meta_predict(meta, np.array(points, np.float32), np.array(labels))
+        assert seg.scores[i] == pytest.approx(ref_scores[0, 0], rel=1e-4, abs=1e-5)
+        assert iou(seg.masks[i], ref_masks[0, 0]) > 0.999
+    assert list(seg.object_index) == [0, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Images revisited
+# ---------------------------------------------------------------------------------------------
+def test_revisited_images_are_not_encoded_again_until_evicted(tiny_model):
+    from conftest import synthetic_image
+    from infer_segment_anything_2.engine.predictor import CACHED_IMAGES
+
+    predictor = PromptPredictor(tiny_model)
+    images = [synthetic_image(48, 64, seed=100 + i) for i in range(CACHED_IMAGES + 1)]
+    prompt = parse_prompt("[[20,20]]")
+    first = None
+    for img in images[:3]:
+        assert predictor.set_image(img) is True
+        first = first or predictor.predict(prompt)
+    # truck, groceries, truck: the third run is answered by the cache, with the same masks
+    assert predictor.set_image(images[0]) is False and predictor.encode_count == 3
+    np.testing.assert_array_equal(predictor.predict(prompt).masks, first.masks)
+    assert predictor.set_image(images[2]) is False
+    for img in images[3:]:  # 6 more: 9 images seen, image 1 is the least recently used
+        predictor.set_image(img)
+    assert predictor.cached_images == CACHED_IMAGES and predictor.encode_count == 9
+    assert predictor.set_image(images[0]) is False  # used recently: kept
+    assert predictor.set_image(images[1]) is True  # the oldest: evicted, encoded again
+    predictor.reset()
+    assert predictor.cached_images == 0 and predictor.embedding is None

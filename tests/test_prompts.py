@@ -2,12 +2,14 @@
 rules, and an error naming the parameter and showing the format for each malformed value."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from infer_segment_anything_2.engine.parameters import ParameterError
 from infer_segment_anything_2.engine.prompts import (BOX_FORMAT, LABEL_FORMAT, MAX_PROMPTS,
-                                                      POINT_FORMAT, Prompt, PromptError,
+                                                      POINT_FORMAT, SHARED, Prompt, PromptError,
                                                       make_prompt, parse_prompt)
 
 
@@ -116,7 +118,7 @@ def test_ten_thousand_boxes_allowed_more_refused():
 # ---------------------------------------------------------------------------------------------
 COMMON_BAD = ["abc", "[1,2", "[[1,2]]]", "{'x': 1}", '"[1,2]"', "[true, 1]", "[None, 1]",
               "[1, 'a']", "1+2j", "[" * 5000, "[1" + "0" * 400 + ", 1]", "[1" + "0" * 5000 + ", 1]",
-              "[[1,2],3]", "[1,[2,3]]", "[[[1,2]]]", "b'12'", "{1, 2}"]
+              "[[1,2],3]", "[1,[2,3]]", "b'12'", "{1, 2}"]
 
 
 @pytest.mark.parametrize("text", COMMON_BAD + ["[1]", "[1,2,3]", "[[1,2],[3]]", "5"])
@@ -127,7 +129,8 @@ def test_malformed_point(text):
     assert str(info.value).startswith("input_point:") and POINT_FORMAT in str(info.value)
 
 
-@pytest.mark.parametrize("text", COMMON_BAD + ["[1,2,3]", "[1,2,3,4,5]", "[[1,2,3,4],[1,2]]"])
+@pytest.mark.parametrize("text", COMMON_BAD + ["[1,2,3]", "[1,2,3,4,5]", "[[1,2,3,4],[1,2]]",
+                                  "[[[1,2,3,4]]]"])
 def test_malformed_box(text):
     with pytest.raises(PromptError) as info:
         parse_prompt(input_box=text)
@@ -141,7 +144,7 @@ def test_malformed_box(text):
     ("[5,5]", '["1"]', "not 0 or 1"), ("[5,5]", "[NaN]", "not 0 or 1"),
     ("[5,5]", "abc", "cannot read"), ("[5,5]", "{}", "got {}"),
     ("[5,5]", "[1,0]", "2 labels for 1 points"), ("[[1,1],[2,2]]", "[1]", "1 labels for 2 points"),
-    ("", "[1]", "1 labels for 0 points"), ("[5,5]", "[[1],[0]]", "not 0 or 1"),
+    ("", "[1]", "1 labels for 0 points"), ("[5,5]", "[[1],[0]]", "for 1 points in one list"),
 ])
 def test_malformed_label(points, labels, problem):
     with pytest.raises(PromptError, match=problem.replace("{", r"\{").replace("}", r"\}")) as info:
@@ -187,3 +190,69 @@ def test_merged_puts_the_first_prompt_first():
     np.testing.assert_array_equal(merged.points, [[10, 20], [1, 1]])
     np.testing.assert_array_equal(merged.labels, [1, 0])
     np.testing.assert_array_equal(merged.boxes, [[0, 0, 100, 50], [5, 6, 7, 8]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Several objects, each with its own points
+# ---------------------------------------------------------------------------------------------
+def test_point_groups_make_one_object_each():
+    prompt = parse_prompt("[[[10,20],[30,40]],[[50,60]]]", "[[1,0],[1]]")
+    np.testing.assert_array_equal(prompt.points, [[10, 20], [30, 40], [50, 60]])
+    np.testing.assert_array_equal(prompt.labels, [1, 0, 1])
+    np.testing.assert_array_equal(prompt.groups, [0, 0, 1])
+    assert prompt.num_groups == 2 and prompt.num_objects == 2
+    coords, labels = prompt.object_prompt(0)
+    np.testing.assert_array_equal(coords, [[10, 20], [30, 40]])
+    np.testing.assert_array_equal(labels, [1, 0])
+    coords, labels = prompt.object_prompt(1)  # not padded to the other group's length
+    np.testing.assert_array_equal(coords, [[50, 60]])
+    np.testing.assert_array_equal(labels, [1])
+
+
+def test_point_groups_with_one_box_each_and_labels_omitted():
+    prompt = parse_prompt("[[[10,20]],[[50,60],[70,80]]]", "", "[[0,0,40,40],[45,45,90,90]]")
+    np.testing.assert_array_equal(prompt.labels, [1, 1, 1])
+    assert prompt.num_objects == 2
+    coords, labels = prompt.object_prompt(1)  # the box's corners first, then its group
+    np.testing.assert_array_equal(coords, [[45, 45], [90, 90], [50, 60], [70, 80]])
+    np.testing.assert_array_equal(labels, [2, 3, 1, 1])
+
+
+def test_one_group_is_plain_points_and_every_box_gets_them():
+    prompt = parse_prompt("[[[10,20],[30,40]]]", "[[1,0]]", "[[0,0,40,40],[45,45,90,90]]")
+    assert prompt.num_groups == 0 and prompt.num_objects == 2
+    np.testing.assert_array_equal(prompt.groups, [SHARED, SHARED])
+    for i in range(2):
+        coords, labels = prompt.object_prompt(i)
+        np.testing.assert_array_equal(labels, [2, 3, 1, 0])
+
+
+@pytest.mark.parametrize("points, labels, boxes, param, problem", [
+    ("[[[1,2]],[[3,4]],[[5,6]]]", "", "[[0,0,9,9],[1,1,8,8]]", "input_point",
+     "3 groups of points for 2 boxes"),
+    ("[[[1,2]],[[3,4]]]", "", "[0,0,9,9]", "input_point", "2 groups of points for 1 boxes"),
+    ("[[[1,2]],[[3,4]]]", "[1,1]", "", "input_point_label",
+     "shaped as 2 labels in one list for points in groups of [1, 1]"),
+    ("[[[1,2]],[[3,4]]]", "[[1],[1],[0]]", "", "input_point_label", "shaped as [1, 1, 1]"),
+    ("[[[1,2],[5,5]],[[3,4]]]", "[[1],[1,0]]", "", "input_point_label", "shaped as [1, 2]"),
+    ("[[[1,2]],[3,4]]", "", "", "input_point", "group 1 is [3, 4], not a list of [x,y]"),
+    ("[[[1,2]],[]]", "", "", "input_point", "group 1 is []"),
+    ("[[[1,2,3]]]", "", "", "input_point", "not 2 numbers"),
+])
+def test_groups_that_do_not_match_are_errors(points, labels, boxes, param, problem):
+    with pytest.raises(PromptError, match=re.escape(problem)) as info:
+        parse_prompt(points, labels, boxes)
+    assert info.value.param == param
+    assert (POINT_FORMAT if param == "input_point" else LABEL_FORMAT) in str(info.value)
+
+
+def test_merged_numbers_the_second_prompt_groups_after_the_first():
+    drawn = make_prompt([[1, 1], [2, 2], [3, 3]], [1, 1, 0], groups=[0, SHARED, 1])
+    typed = parse_prompt("[[[5,5]],[[6,6]]]")
+    merged = drawn.merged(typed)
+    np.testing.assert_array_equal(merged.groups, [0, SHARED, 1, 2, 3])
+    assert merged.num_objects == 4
+    coords, _ = merged.object_prompt(2)  # group 2 and the shared point, in the given order
+    np.testing.assert_array_equal(coords, [[2, 2], [5, 5]])
+    with pytest.raises(PromptError, match="4 groups of points for 1 boxes"):
+        merged.merged(parse_prompt(input_box="[0,0,9,9]")).object_prompt(0)

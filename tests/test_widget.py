@@ -263,6 +263,9 @@ def _scenario_draw_tools(app, config):
     widget.emit_set_graphics_tool = lambda t: calls.append(["tool", str(t)])
     for name in ("foreground", "background", "box"):
         widget.draw_buttons[name].click()
+    widget.object_spin.setValue(2)  # the points of object 2
+    for name in ("foreground", "background", "box"):
+        widget.draw_buttons[name].click()
     return {"calls": calls, "point": str(core.GraphicsShape.POINT),
             "rectangle": str(core.GraphicsShape.RECTANGLE)}
 
@@ -367,8 +370,7 @@ import pytest  # noqa: E402
 
 from infer_segment_anything_2.engine.models import MODELS  # noqa: E402
 from infer_segment_anything_2.engine.parameters import PARAMETERS, default_values  # noqa: E402
-from infer_segment_anything_2.infer_segment_anything_2_process import \
-    BACKGROUND_CATEGORIES  # noqa: E402
+from infer_segment_anything_2.ikomia_prompts import UNNAMED, point_category  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -520,12 +522,14 @@ def test_widget_follows_parameters_changed_on_the_task_side(report):
 def test_drawing_buttons_pick_the_studio_tool_and_category(report):
     r = _ok(report, "draw_tools")
     calls = r["calls"]
-    assert calls == [["category", calls[0][1]], ["tool", r["point"]],
-                     ["category", calls[2][1]], ["tool", r["point"]],
-                     ["category", calls[4][1]], ["tool", r["rectangle"]]]
-    assert calls[0][1].lower() not in BACKGROUND_CATEGORIES
-    assert calls[2][1].lower() in BACKGROUND_CATEGORIES
-    assert calls[4][1].lower() not in BACKGROUND_CATEGORIES
+    tools = [r["point"], r["point"], r["rectangle"]] * 2
+    assert [c[0] for c in calls] == ["category", "tool"] * 6
+    assert [c[1] for c in calls[1::2]] == tools
+    categories = [c[1] for c in calls[0::2]]
+    # what the task reads from them: (label, group number), and boxes stay unnamed
+    assert [point_category(c) for c in categories[:2]] == [(1, None), (0, None)]
+    assert [point_category(c) for c in categories[3:5]] == [(1, 2), (0, 2)]
+    assert categories[2].lower() in UNNAMED and categories[5].lower() in UNNAMED
 
 
 def test_browse_button_fills_the_checkpoint_field(report, tiny_checkpoint):
