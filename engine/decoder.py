@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from .attention import (ImageTokens, final_attention_folded, heads, linear, merge, softmax32,
                         softmax_tokens)
 from .device import autocast_off
-from .upscaling import Upscaler
+from .upscaling import CPU_CHUNK, Upscaler
 
 
 def supports(model) -> bool:
@@ -133,8 +133,9 @@ class PointDecoder:
                 .contiguous().to(dtype)
             # layer 0's image tokens plus the bias of its image-to-token output projection
             self.keys0b = keys0 + b.out_proj.bias
+            cpu = device.type == "cpu"
             self.upscale = Upscaler(dec.output_upscaling, *high_res_feats, self.hw, dtype,
-                                    per_prompt=device.type == "cpu")
+                                    per_prompt=cpu, chunk=CPU_CHUNK if cpu else None)
             s = 1 if dec.pred_obj_scores else 0
             self.s = s
             parts = ([dec.obj_score_token.weight] if s else []) + [dec.iou_token.weight,

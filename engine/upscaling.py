@@ -13,6 +13,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+# Prompts upscaled together on a CPU (benchmarks/bench_floors.py; 2 threads, 32 MiB L3: 4 at
+# once cost 1.5x more per prompt than 1 or 2).
+CPU_CHUNK = 1
 import torch.nn.functional as F
 
 
@@ -28,14 +32,18 @@ class Upscaler:
         per_prompt: one product per prompt in a Python loop for the second convolution (1.3x
             faster on a CPU than one batched product of a broadcast matrix); else one batched
             product (GPUs).
+        chunk: prompts upscaled together (None: all of a call). On a CPU, :data:`CPU_CHUNK`:
+            a prompt's intermediates (16 MiB of image tokens and first-convolution output, 8 MiB
+            of second-convolution output) then stay nearer the caches between the steps.
     """
 
     def __init__(self, upscaling, feat_s0: torch.Tensor, feat_s1: torch.Tensor, hw,
-                 dtype: torch.dtype = torch.float32, per_prompt: bool = True):
+                 dtype: torch.dtype = torch.float32, per_prompt: bool = True,
+                 chunk: Optional[int] = None):
         dc1, ln1, self.act1, dc2, self.act2 = upscaling
         h, w = self.hw = tuple(hw)
         c1, c2 = self.c1, self.c2 = dc1.out_channels, dc2.out_channels
-        self.dtype, self.per_prompt, self.eps = dtype, per_prompt, ln1.eps
+        self.dtype, self.per_prompt, self.eps, self.chunk = dtype, per_prompt, ln1.eps, chunk
         # W1[c, (i, j, o)] = dc1.weight[c, o, i, j]
         self.w1 = dc1.weight.permute(0, 2, 3, 1).reshape(dc1.in_channels, 4 * c1).to(dtype)
         # feat_s1[0, o, 2y+i, 2x+j] -> F1[(y, x), (i, j, o)], plus the bias (added in float32)
@@ -53,9 +61,28 @@ class Upscaler:
         """Mask logits ``(B, M, 4h, 4w)`` float32 of image tokens ``keys`` ``(B, h*w, C)`` and
         hypernetwork vectors ``hyper`` ``(B, M, c2)``.
 
-        With ``prompt`` and ``mask`` (``(K,)`` each), only those K (prompt, mask) pairs are put
-        back in raster order: ``(K, 4h, 4w)``.
+        With ``prompt`` and ``mask`` (``(K,)`` each, ``prompt`` non-decreasing), only those K
+        (prompt, mask) pairs are put back in raster order: ``(K, 4h, 4w)``.
         """
+        bsz = keys.shape[0]
+        if self.chunk is None or bsz <= self.chunk:
+            return self._upscale(keys, hyper, prompt, mask)
+        parts = []
+        for start in range(0, bsz, self.chunk):
+            stop = start + self.chunk
+            if prompt is None:
+                parts.append(self._upscale(keys[start:stop], hyper[start:stop]))
+                continue
+            pick = (prompt >= start) & (prompt < stop)
+            if bool(pick.any()):  # chunks are used on the CPU only: no device sync
+                parts.append(self._upscale(keys[start:stop], hyper[start:stop],
+                                           prompt[pick] - start, mask[pick]))
+        return torch.cat(parts)
+
+    def _upscale(self, keys: torch.Tensor, hyper: torch.Tensor,
+                 prompt: Optional[torch.Tensor] = None,
+                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`__call__` for one chunk of prompts."""
         bsz, n, _ = keys.shape
         h, w = self.hw
         keys = keys.to(self.dtype)
