@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from ikomia import core
@@ -57,7 +57,7 @@ class NamedPrompt:
         return list(self.box_confidences) if len(self.prompt.boxes) == n else [None] * n
 
 
-def point_category(category: str) -> "tuple[int, Optional[int]]":
+def point_category(category: str) -> Tuple[int, Optional[int]]:
     """A graphics point's category as (label, group number or None): ``background`` words give
     label 0; ``object 2`` / ``background 2`` put the point in object group 2."""
     text = category.strip().lower()

@@ -161,6 +161,17 @@ def test_point_groups_through_the_task_equal_meta_per_object(tiny_task, image, m
         assert obj.confidence == pytest.approx(ref_score, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize("category, expected", [
+    ("object 3", (1, 3)), ("Background 2", (0, 2)), ("bg#4", (0, 4)), (" fg 1 ", (1, 1)),
+    ("background", (0, None)), ("0", (0, None)), ("Default", (1, None)), ("dog", (1, None)),
+    ("", (1, None)),
+])
+def test_point_categories_give_label_and_group(category, expected):
+    from infer_segment_anything_2.ikomia_prompts import point_category
+
+    assert point_category(category) == expected
+
+
 def test_point_groups_from_graphics_categories(tiny_task, image, meta):
     from ikomia import core
 
