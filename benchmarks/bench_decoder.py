@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--points-per-batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many passes")
+    ap.add_argument("--chunks", type=int, nargs="+", default=None,
+                    help="prompts per PointDecoder call to compare (default: the engine's)")
     args = ap.parse_args()
     _import_engine()
     import numpy as np
@@ -79,12 +81,13 @@ def main() -> None:
             out.append((logits.flatten(0, 1), iou.flatten()))
         return torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
 
-    def point_decoder(thresh):
+    chunks = args.chunks or [POINT_DECODER_CHUNK]
+
+    def point_decoder(thresh, chunk=POINT_DECODER_CHUNK):
         def run():
             index, logits, iou = [], [], []
-            for s in range(0, args.points, POINT_DECODER_CHUNK):
-                sparse, _ = prompt_encoder(points=(coords[s:s + POINT_DECODER_CHUNK],
-                                                   labels[s:s + POINT_DECODER_CHUNK]),
+            for s in range(0, args.points, chunk):
+                sparse, _ = prompt_encoder(points=(coords[s:s + chunk], labels[s:s + chunk]),
                                            boxes=None, masks=None)
                 i, lg, io = ours.decode_above(sparse, thresh)
                 index.append(i + 3 * s)
@@ -98,8 +101,8 @@ def main() -> None:
         cases = {"pass 50%": float(torch.quantile(ref_iou, 0.5)),
                  "pass 90%": float(torch.quantile(ref_iou, 0.1)),
                  "none pass": float(ref_iou.max()) + 1.0, "all pass": float(ref_iou.min()) - 1.0}
-        for name, thresh in cases.items():
-            index, logits, iou = point_decoder(thresh)()
+        for (name, thresh), chunk in ((c, k) for c in cases.items() for k in chunks):
+            index, logits, iou = point_decoder(thresh, chunk)()
             assert torch.equal(index, torch.nonzero(ref_iou > thresh)[:, 0]), name
             if len(index):
                 assert (iou - ref_iou[index]).abs().max().item() <= 1e-5, name
@@ -118,10 +121,10 @@ def main() -> None:
         print(f"{args.model}, {args.points} points, torch threads {torch.get_num_threads()}, "
               f"best of {args.repeats}; outputs agree")
         print(f"  Meta (model decoder, batches of {args.points_per_batch}): {meta_ms:6.1f} ms/point")
-        for name, thresh in cases.items():
-            ms = best(point_decoder(thresh))
+        for (name, thresh), chunk in ((c, k) for c in cases.items() for k in chunks):
+            ms = best(point_decoder(thresh, chunk))
             upscaled = len(torch.unique(torch.nonzero(ref_iou > thresh)[:, 0] // 3))
-            print(f"  ours, {name:9s} (chunks of {POINT_DECODER_CHUNK}):   {ms:6.1f} ms/point"
+            print(f"  ours, {name:9s} (chunks of {chunk}):   {ms:6.1f} ms/point"
                   f"   Meta/ours = {meta_ms / ms:4.1f}x   ({upscaled} of {args.points} prompts "
                   f"upscaled)")
 
