@@ -54,7 +54,10 @@ def test_prompt_mode_on_the_accelerator(tiny_model):
     cpu = PromptPredictor(tiny_model)
     cpu.set_image(IMAGE)
     prompts = [parse_prompt("[[40,50]]", "", ""), parse_prompt("[[40,50],[100,60]]", "[1,0]", ""),
-               parse_prompt("", "", "[[10,10,80,90],[60,20,150,110]]")]
+               parse_prompt("", "", "[[10,10,80,90],[60,20,150,110]]"),
+               # objects with their own points, of different lengths (decoded in two sets)
+               parse_prompt("[[[40,50],[30,20]],[[100,60]]]", "[[1,0],[1]]",
+                            "[[10,10,80,90],[60,20,150,110]]")]
     with fake_accelerator() as mode, torch.no_grad():
         predictor = PromptPredictor(model_on_accelerator(tiny_model))
         predictor.set_image(IMAGE, device_choice=ON_ACCEL)
