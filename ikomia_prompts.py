@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from ikomia import core
 
-from .engine.prompts import SHARED, Prompt, make_prompt
+from .engine.prompts import SHARED, Prompt, make_prompt, normalize_boxes
 
 # Graphics categories that make a point a background (negative) prompt, case-insensitive.
 BACKGROUND_CATEGORIES = {"background", "negative", "bg", "0", "exclude"}
@@ -38,6 +38,11 @@ class NamedPrompt:
     box_names: List[str] = field(default_factory=list)
     box_confidences: List[Optional[float]] = field(default_factory=list)
     detections_connected: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.prompt.boxes)  # boxes given without names: unnamed, not detections
+        self.box_names = list(self.box_names) or [""] * n
+        self.box_confidences = list(self.box_confidences) or [None] * n
 
     def merged(self, other: "NamedPrompt") -> "NamedPrompt":
         """``self``'s prompts and boxes first, then ``other``'s."""
@@ -78,11 +83,8 @@ def detections_prompt(detections, own_input) -> NamedPrompt:
         return NamedPrompt()
     connected = detections is not own_input
     objects = detections.get_objects() if detections.is_data_available() else []
-    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)],
-                     np.float32).reshape(-1, 4)
-    # A detector's box is taken as it is (corners ordered, a flat box kept: SAM 2 accepts it).
-    boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]),
-                            np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
+    boxes = normalize_boxes([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)],
+                            "detections", allow_flat=True)
     return NamedPrompt(Prompt(boxes=boxes), [o.label for o in objects],
                        [float(o.confidence) for o in objects], connected or bool(len(objects)))
 
@@ -122,7 +124,7 @@ def graphics_prompt(graphics, skip: Optional[NamedPrompt] = None) -> NamedPrompt
         boxes.append(box)
         names.append(name)
     groups = _group_indices(numbers)
-    return NamedPrompt(make_prompt(points, labels, boxes, groups), names, [None] * len(boxes))
+    return NamedPrompt(make_prompt(points, labels, boxes, groups), names)
 
 
 def _repeats(box: List[float], name: str, other: NamedPrompt) -> bool:

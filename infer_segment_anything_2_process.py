@@ -113,8 +113,6 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         drawn = graphics_prompt(self.get_input(1), skip=detections)
         typed = NamedPrompt(parse_prompt(values["input_point"], values["input_point_label"],
                                          values["input_box"]))
-        typed.box_names = [""] * len(typed.prompt.boxes)
-        typed.box_confidences = [None] * len(typed.prompt.boxes)
         named = drawn.merged(typed).merged(detections)
         named.prompt.check_objects()
         return named

@@ -28,6 +28,8 @@ class BilinearAxis:
     ``src = (dst + 0.5) * in / out - 0.5`` clamped at 0, ``i1 = min(i0 + 1, in - 1)``."""
 
     def __init__(self, in_size: int, out_size: int, device=None):
+        # computed on the CPU on purpose (the CPU kernel's float32 arithmetic, a few thousand
+        # values), then moved to ``device``: nothing here meets the model's tensors before that
         scale = torch.tensor(float(in_size), dtype=torch.float32) / out_size
         dst = torch.arange(out_size, dtype=torch.float32)
         src = (scale * (dst + 0.5) - 0.5).clamp(min=0.0)

@@ -204,13 +204,15 @@ def parse_boxes(text: Any) -> np.ndarray:
     return normalize_boxes(boxes, "input_box")
 
 
-def normalize_boxes(boxes: np.ndarray, param: str = "input_box") -> np.ndarray:
-    """Reorder corners so x1 <= x2, y1 <= y2; a box with zero width or height is a PromptError."""
+def normalize_boxes(boxes: np.ndarray, param: str = "input_box",
+                    allow_flat: bool = False) -> np.ndarray:
+    """Reorder corners so x1 <= x2, y1 <= y2; a box with zero width or height is a PromptError
+    unless ``allow_flat`` (a detector's box is taken as it is: SAM 2 accepts it)."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     out = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]),
                           np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
     flat = np.nonzero((out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1]))[0]
-    if len(flat):
+    if len(flat) and not allow_flat:
         raise PromptError(param, f"box {int(flat[0])} {boxes[flat[0]].tolist()} has zero area "
                           f"(x1 = x2 or y1 = y2)", BOX_FORMAT)
     return out
