@@ -3,10 +3,10 @@ this machine gives those products.
 
 For the CPU's formulation (float32, 4 prompts per call, as automatic mode calls it), the script
 times per prompt:
-- the transformer (both layers, to the image tokens before the last layer norm) and the IoU
-  read-out (the final attention of the IoU token and the IoU head): every prompt pays them;
+- the transformer (both layers, to the factored image tokens and their statistics,
+  ``engine/lowrank.py``) and the IoU read-out (the final attention of the IoU token and the IoU head): every prompt pays them;
 - the upscaling of a passing prompt (the final attention of its three mask tokens, the
-  hypernetworks, the two transposed convolutions and the hypernetwork product, pixels put back in
+  hypernetworks, the two transposed convolutions (the first read from the factors) and the hypernetwork product, pixels put back in
   raster order for its three candidates).
 Each step's floor is the sum of its products' times, each product timed alone with the same
 shapes and batch (``torch.bmm`` / ``addmm``, inputs in place, best of several runs): what the step
@@ -79,8 +79,7 @@ def main(argv=None) -> int:
     calls = [sparse[i:i + BATCH] for i in range(0, args.prompts, BATCH)]
 
     def upscale(q, tokens, image):
-        image._keys = None  # the last layer norm is part of the step: not cached across runs
-        return decoder.upscale(image.keys(), decoder.hyper(q, tokens, image))
+        return decoder.upscale(decoder.upscale_input(image), decoder.hyper(q, tokens, image))
 
     with torch.no_grad():
         state = [decoder.transformer(s) for s in calls]
@@ -95,23 +94,36 @@ def main(argv=None) -> int:
     t = dec.transformer
     n = image_embed.shape[-1] * image_embed.shape[-2]
     tokens = sparse.shape[1] + decoder.out_tokens.shape[0]
-    ht = t.layers[0].cross_attn_image_to_token.num_heads * tokens  # heads x tokens
-    h_final = t.final_attn_token_to_image.num_heads
+    h = t.layers[0].cross_attn_image_to_token.num_heads
+    d = t.layers[0].cross_attn_image_to_token.internal_dim // h
+    ht = h * tokens  # heads x tokens: the factors' width
     c1 = dec.output_upscaling[0].out_channels
     c2 = dec.output_upscaling[3].out_channels
-    later = len(t.layers) - 1
+    per_head = BATCH * h  # products by head, one image-wide operand per head
+
+    def final(rows: int):
+        """The final attention of ``rows`` tokens from the factors (engine/lowrank.py)."""
+        return ([(per_head, rows, d, n)] * 2 + [(BATCH, h * rows, ht, n)] * 2
+                + [(per_head, rows, n, d)] + [(BATCH, h * rows, n, ht)] * 2)
+
     shapes = {
-        # layer 0: image-to-token values into the image tokens; each later layer: token-to-image
-        # scores and values, image-to-token scores and values
-        "transformer": ([(BATCH, n, ht, c)]
-                        + later * [(BATCH, ht, c, n), (BATCH, ht, n, c), (BATCH, ht, c, n),
-                                   (BATCH, n, ht, c)]),
-        # the IoU token's final attention: scores and values, 1 token per head
-        "IoU read-out": [(BATCH, h_final, c, n), (BATCH, h_final, n, c)],
-        # the three mask tokens' final attention, the two convolutions, the hypernetwork product
-        "upscaling (a passing prompt)": [(BATCH, 3 * h_final, c, n), (BATCH, 3 * h_final, n, c),
-                                         (BATCH, n, c, 4 * c1), (BATCH, 4 * n, c1, 4 * c2),
-                                         (BATCH, 16 * n, c2, 3)],
+        # the factored formulation (engine/lowrank.py, engine/factored.py): layer 0's
+        # image-to-token scores; x1's statistics; layer 1's token-to-image scores and values,
+        # its image-to-token scores; x2's statistics. 16-wide products by head against
+        # per-image operands, 64-wide (heads x tokens) ones against the attention weights
+        "transformer": ([(per_head, tokens, d, n)]
+                        + [(per_head, tokens, d, n), (BATCH, ht, ht, n)]
+                        + [(per_head, tokens, d, n)] * 2 + [(BATCH, ht, ht, n)]
+                        + [(per_head, tokens, n, d), (BATCH, ht, n, ht)]
+                        + [(per_head, tokens, d, n)] * 2 + [(BATCH, ht, ht, n)]
+                        + [(per_head, tokens, d, n)] * 2 + [(BATCH, ht, ht, n)] * 3),
+        # the IoU token's final attention
+        "IoU read-out": final(1),
+        # the three mask tokens' final attention, the first convolution read from the factors
+        # (rank 2 x heads x tokens + 3), the second, the hypernetwork product
+        "upscaling (a passing prompt)": final(3) + [(BATCH, n, 2 * ht + 3, 4 * c1),
+                                                    (BATCH, 4 * n, c1, 4 * c2),
+                                                    (BATCH, 16 * n, c2, 3)],
     }
     print(f"{args.model}, {args.prompts} prompts in calls of {BATCH}, float32, "
           f"{torch.get_num_threads()} threads; per prompt:")

@@ -37,16 +37,19 @@ large next to the attention's contribution), the softmaxes (computed in float32 
 low-precision scores) and layer norms, and the few-token side (self-attention, MLPs, heads:
 negligible cost). Two formulations:
 
-* ``exact`` (the CPU in float32): the rearrangements above that save work on a CPU but lose digits
-  in lower precision (variance as E[x^2] - E[x]^2, the final attention's scores folded through the
-  last layer norm, a hand-written in-place softmax), 4 prompts per call, one upscaling product per
-  prompt in a Python loop;
-* otherwise (any GPU, or a low precision): the last layer norm is applied to the image tokens
-  before the final attention (no folding), softmaxes by ``torch.softmax`` in float32, and every
-  product batched over the prompts of a call (the caller decodes a whole ``points_per_batch``).
+* ``exact`` (the CPU in float32): after the first layer, the image tokens are kept factored
+  (:mod:`engine.lowrank`: a per-image part plus attention weights times token values), so the
+  second layer, the final attention and the upscaling's first convolution run as per-image
+  products plus 16- and 64-wide per-prompt ones, and the ``(B, 4096, 256)`` per-prompt tokens
+  are never written. Its variances (``E[x^2] - E[x]^2`` from sums of pieces) need float32.
+  4 prompts per call, one upscaling product per prompt in a Python loop;
+* otherwise (any GPU, or a low precision): the image tokens are written per prompt as above and
+  the last layer norm is applied to them before the final attention, softmaxes by
+  ``torch.softmax`` in float32, and every product batched over the prompts of a call (the
+  caller decodes a whole ``points_per_batch``).
 
-The attention pieces shared by both live in :mod:`engine.attention`, the upscaling in
-:mod:`engine.upscaling`.
+The attention pieces live in :mod:`engine.attention`, the factored form in
+:mod:`engine.lowrank` and :mod:`engine.factored`, the upscaling in :mod:`engine.upscaling`.
 """
 from __future__ import annotations
 
@@ -56,9 +59,10 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .attention import (ImageTokens, final_attention_folded, heads, linear, merge, softmax32,
-                        softmax_tokens)
+from .attention import ImageTokens, heads, linear, merge, softmax32, softmax_tokens
 from .device import autocast_off
+from .factored import FactoredTokens, head_mm
+from .lowrank import FactoredLayers
 from .upscaling import CPU_CHUNK, Upscaler
 
 
@@ -75,7 +79,7 @@ def supports(model) -> bool:
     t = dec.transformer
     attns = [t.final_attn_token_to_image] + [a for layer in t.layers for a in (
         layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)]
-    return (len(t.layers) >= 1 and t.layers[0].skip_first_layer_pe
+    return (len(t.layers) == 2 and t.layers[0].skip_first_layer_pe
             and all(type(a) is Attention for a in attns) and dec.use_high_res_features
             and _upscaling_supported(dec.output_upscaling))
 
@@ -136,6 +140,9 @@ class PointDecoder:
             cpu = device.type == "cpu"
             self.upscale = Upscaler(dec.output_upscaling, *high_res_feats, self.hw, dtype,
                                     per_prompt=cpu, chunk=CPU_CHUNK if cpu else None)
+            # the CPU's float32 formulation keeps the second layer's image tokens factored
+            self.factored = (FactoredLayers(t, self.keys0b, self.pe, self.upscale.w1,
+                                            self.upscale.f1) if self.exact else None)
             s = 1 if dec.pred_obj_scores else 0
             self.s = s
             parts = ([dec.obj_score_token.weight] if s else []) + [dec.iou_token.weight,
@@ -169,23 +176,31 @@ class PointDecoder:
         out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
         return linear(merge(out), attn.out_proj)
 
-    def _image_to_token(self, attn, k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
-        """Layer 0's ``keys0b + attn(q=image, k=k_in, v=v_in)``: the image queries are the
-        same for every prompt (``qi0_t``, projected once), ``keys0b`` includes the output
-        projection's bias. Returns the float32 image tokens ``(B, N, C)``."""
+    def _image_to_token_factors(self, attn, k_in: torch.Tensor, v_in: torch.Tensor
+                                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer 0's image-to-token attention ``attn(q=image, k=k_in, v=v_in)`` as factors: the
+        weights ``(B, H, T, N)`` float32 (each pixel's softmax over a head's tokens), the token
+        values by head ``(B, H, T, d)`` and through the output projection ``(B, H*T, C)``, so
+        that the image tokens are ``keys0b + weights^T values`` (the image queries are the same
+        for every prompt: ``qi0_t``, projected once; ``keys0b`` includes the output
+        projection's bias)."""
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
         k = heads(linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         v = heads(linear(v_in, attn.v_proj), h)
-        scores = torch.matmul(self._low(k), self.qi0_t)  # (B, H, T, N)
-        n = scores.shape[-1]
-        wo = attn.out_proj.weight.reshape(c, h, d)
-        v_out = torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
         if self.exact:
-            flat = softmax_tokens(scores).reshape(bsz, h * t, n).transpose(1, 2)
-            return torch.baddbmm(self.keys0b.expand(bsz, -1, -1), flat, v_out)
-        probs = softmax32(scores, 2)
+            probs = softmax_tokens(head_mm(k.contiguous(), self.qi0_t[0]))
+        else:
+            probs = softmax32(torch.matmul(self._low(k), self.qi0_t), 2)
+        wo = attn.out_proj.weight.reshape(c, h, d)
+        return probs, v, torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
+
+    def _image_to_token(self, attn, k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
+        """Layer 0's image tokens ``keys0b + attn(q=image, k=k_in, v=v_in)`` written per
+        prompt: float32 ``(B, N, C)``."""
+        probs, _, v_out = self._image_to_token_factors(attn, k_in, v_in)
+        bsz, h, t, n = probs.shape
         flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)  # (B, N, H*T)
         return torch.bmm(flat, self._low(v_out)).float().add_(self.keys0b)
 
@@ -214,9 +229,6 @@ class PointDecoder:
         wo = attn.out_proj.weight.reshape(c, h, d)
         v_out = (torch.einsum("bhtd,chd->bhtc", v, wo) + attn.out_proj.bias / h
                  ).reshape(bsz, h * t, c)
-        if self.exact:
-            probs = softmax_tokens(scores.reshape(bsz, h, t, n))
-            return residual.baddbmm_(probs.reshape(bsz, h * t, n).transpose(1, 2), v_out)
         probs = softmax32(scores.reshape(bsz, h, t, n), 2)
         flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)
         return residual.add_(torch.bmm(flat, self._low(v_out)))
@@ -247,6 +259,11 @@ class PointDecoder:
         o = merge(o).reshape(bsz, n_tok, -1)  # (1, H, B*T, d) -> (B, T, C)
         q = first.norm2(q + linear(o, a.out_proj))
         q = first.norm3(q + first.mlp(q))
+        if self.exact:
+            factors = self._image_to_token_factors(first.cross_attn_image_to_token, q + tokens,
+                                                   q)
+            q, image = self.factored.layer1(q, tokens, *factors)
+            return q, tokens, image
         x = self._image_to_token(first.cross_attn_image_to_token, q + tokens, q)
         norm = first.norm4
 
@@ -263,7 +280,7 @@ class PointDecoder:
                                           keys)
             norm = layer.norm4
             del kp, keys
-        return q, tokens, ImageTokens(x, norm, self.pe, self.dtype, self.exact)
+        return q, tokens, ImageTokens(x, norm, self.pe, self.dtype)
 
     def final_tokens(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens",
                      rows: slice) -> torch.Tensor:
@@ -276,7 +293,7 @@ class PointDecoder:
         attn = self.t.final_attn_token_to_image
         q, tokens = q[:, rows], tokens[:, rows]
         if self.exact:
-            out = final_attention_folded(attn, q + tokens, image)
+            out = self.factored.final_attention(q + tokens, image)
         else:
             out = self._token_to_image(attn, q + tokens, image.keys_low(), image.kp_low())
         return self.t.norm_final_attn(q + out)
@@ -296,6 +313,12 @@ class PointDecoder:
         return torch.stack([dec.output_hypernetworks_mlps[i](out[:, i - 1])
                             for i in range(1, dec.num_mask_tokens)], dim=1)
 
+    @staticmethod
+    def upscale_input(image):
+        """What :class:`Upscaler` reads: factored tokens themselves (they give the first
+        convolution's output without being written), else the normalised tokens."""
+        return image if isinstance(image, FactoredTokens) else image.keys()
+
     def __call__(self, sparse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode B prompts given their sparse embeddings ``(B, P, C)`` (multimask output).
 
@@ -305,7 +328,7 @@ class PointDecoder:
         """
         with torch.no_grad(), autocast_off(sparse.device):
             q, tokens, image = self.transformer(sparse)
-            return (self.upscale(image.keys(), self.hyper(q, tokens, image)),
+            return (self.upscale(self.upscale_input(image), self.hyper(q, tokens, image)),
                     self.iou(q, tokens, image))
 
     def decode_above(self, sparse: torch.Tensor, iou_thresh: float
@@ -334,7 +357,7 @@ class PointDecoder:
             if len(used) < len(sparse):
                 image = image.select(used)
             hyper = self.hyper(q[used], tokens[used], image)
-            logits = self.upscale(image.keys(), hyper, local, index % 3)
+            logits = self.upscale(self.upscale_input(image), hyper, local, index % 3)
             return index, logits, iou[index]
 
 

@@ -55,38 +55,47 @@ class Upscaler:
         self.f2 = (f2 + dc2.bias).reshape(1, h * w * 4, 4 * c2).to(dtype)
         self.ln_w, self.ln_b = ln1.weight.to(dtype), ln1.bias.to(dtype)
 
-    def __call__(self, keys: torch.Tensor, hyper: torch.Tensor,
-                 prompt: Optional[torch.Tensor] = None,
+    def __call__(self, keys, hyper: torch.Tensor, prompt: Optional[torch.Tensor] = None,
                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mask logits ``(B, M, 4h, 4w)`` float32 of image tokens ``keys`` ``(B, h*w, C)`` and
         hypernetwork vectors ``hyper`` ``(B, M, c2)``.
 
+        ``keys`` may instead be an object that gives the first convolution's output itself
+        (``len(keys)`` prompts, ``keys.conv1(start, stop)``: ``(b, h*w, 4*c1)`` float32, bias
+        and high-resolution features included, pixels then 2x2 blocks then channels, as
+        :meth:`first` returns it): the decoder's factored image tokens, which never write the
+        ``(B, h*w, C)`` tokens.
+
         With ``prompt`` and ``mask`` (``(K,)`` each, ``prompt`` non-decreasing), only those K
         (prompt, mask) pairs are put back in raster order: ``(K, 4h, 4w)``.
         """
-        bsz = keys.shape[0]
+        conv1 = (lambda a, b: self.first(keys[a:b])) if torch.is_tensor(keys) else keys.conv1
+        bsz = len(keys)
         if self.chunk is None or bsz <= self.chunk:
-            return self._upscale(keys, hyper, prompt, mask)
+            return self._upscale(conv1(0, bsz), hyper, prompt, mask)
         parts = []
         for start in range(0, bsz, self.chunk):
             stop = start + self.chunk
             if prompt is None:
-                parts.append(self._upscale(keys[start:stop], hyper[start:stop]))
+                parts.append(self._upscale(conv1(start, stop), hyper[start:stop]))
                 continue
             pick = (prompt >= start) & (prompt < stop)
             if bool(pick.any()):  # chunks are used on the CPU only: no device sync
-                parts.append(self._upscale(keys[start:stop], hyper[start:stop],
+                parts.append(self._upscale(conv1(start, stop), hyper[start:stop],
                                            prompt[pick] - start, mask[pick]))
         return torch.cat(parts)
 
-    def _upscale(self, keys: torch.Tensor, hyper: torch.Tensor,
+    def first(self, keys: torch.Tensor) -> torch.Tensor:
+        """The first convolution of image tokens ``(B, h*w, C)``: ``(B, h*w, 4*c1)`` (input
+        pixel, its 2x2 block, channels), high-resolution features and bias added."""
+        return torch.baddbmm(self.f1, keys.to(self.dtype), self.w1.expand(len(keys), -1, -1))
+
+    def _upscale(self, up: torch.Tensor, hyper: torch.Tensor,
                  prompt: Optional[torch.Tensor] = None,
                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """:meth:`__call__` for one chunk of prompts."""
-        bsz, n, _ = keys.shape
+        """:meth:`__call__` for one chunk of prompts, from the first convolution's output."""
+        bsz, n, _ = up.shape
         h, w = self.hw
-        keys = keys.to(self.dtype)
-        up = torch.baddbmm(self.f1, keys, self.w1.expand(bsz, -1, -1))  # (B, N, 4*c1)
         up = F.layer_norm(up.reshape(bsz, n * 4, self.c1), (self.c1,), self.ln_w, self.ln_b,
                           self.eps)
         up = _activate(self.act1, up)

@@ -99,6 +99,10 @@ def test_point_decoder_not_used_for_other_decoders(tiny_model):
     up = other_upscaling.sam_mask_decoder.output_upscaling
     up[3] = torch.nn.ConvTranspose2d(up[3].in_channels, up[3].out_channels, 3, stride=2)
     assert not supports(other_upscaling)
+    deeper = copy.deepcopy(tiny_model)  # the factored form is SAM 2's two layers
+    layers = deeper.sam_mask_decoder.transformer.layers
+    layers.append(copy.deepcopy(layers[1]))
+    assert not supports(deeper)
     shorter = copy.deepcopy(tiny_model)
     shorter.sam_mask_decoder.output_upscaling = torch.nn.Sequential(
         *list(shorter.sam_mask_decoder.output_upscaling)[:3])
