@@ -23,7 +23,7 @@ every prompt. :class:`PointDecoder` computes the same function with the same wei
   upscales only the prompts that have a candidate above the threshold.
 
 Only the order of floating-point operations changes: outputs equal the model's own decoder to
-float32 rounding (see ``tests/test_amg.py::test_point_decoder_matches_model_decoder``). Everything
+float32 rounding (``tests/test_decoder.py``, ``tests/test_lowrank.py``). Everything
 else (self-attention, MLPs, layer norms, upscaling convolutions, hypernetworks, IoU head) calls the
 model's own modules.
 
