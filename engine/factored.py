@@ -7,7 +7,7 @@ Shapes: ``B`` prompts, ``H`` heads, ``T`` prompt tokens (``K = H*T`` attention r
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
@@ -97,16 +97,13 @@ class FactoredTokens:
         self.layers = layers
         for name in self.FIELDS:
             setattr(self, name, fields[name])
-        self._keys: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.p.shape[0]
 
     def select(self, index: torch.Tensor) -> "FactoredTokens":
         """The prompts ``index`` (a ``(B',)`` index tensor)."""
-        out = FactoredTokens(self.layers, **{n: getattr(self, n)[index] for n in self.FIELDS})
-        out._keys = None if self._keys is None else self._keys[index]
-        return out
+        return FactoredTokens(self.layers, **{n: getattr(self, n)[index] for n in self.FIELDS})
 
     def conv1(self, start: int, stop: int) -> torch.Tensor:
         """The upscaling's first convolution of ``LN_f(x2)`` for prompts ``[start, stop)``:
@@ -127,16 +124,6 @@ class FactoredTokens:
         out = lay.x0w * r1[:, :, None]
         out.baddbmm_(left.transpose(1, 2), right)
         return out.mul_(r2[:, :, None]).add_(lay.c0)
-
-    def keys(self) -> torch.Tensor:
-        """The normalised image tokens ``LN_f(x2)`` ``(B, N, C)`` float32, written once (the
-        decoder itself never needs them: :meth:`conv1`)."""
-        if self._keys is None:
-            lay = self.layers
-            x1 = torch.baddbmm(lay.x0, self.p.transpose(1, 2), self.v)
-            x2 = torch.baddbmm(lay.norm_a(x1), self.p2.transpose(1, 2), self.v2)
-            self._keys = lay.norm_f(x2)
-        return self._keys
 
 
 def stats1(lay, probs0: torch.Tensor, v0: torch.Tensor, v: torch.Tensor

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 # Prompts upscaled together on a CPU (benchmarks/bench_floors.py; 2 threads, 32 MiB L3: 4 at
-# once cost 1.5x more per prompt than 1 or 2).
+# once cost 1.5x more per prompt than 1 or 2, measured before the factored decoder).
 CPU_CHUNK = 1
-import torch.nn.functional as F
 
 
 class Upscaler:
@@ -33,8 +33,8 @@ class Upscaler:
             faster on a CPU than one batched product of a broadcast matrix); else one batched
             product (GPUs).
         chunk: prompts upscaled together (None: all of a call). On a CPU, :data:`CPU_CHUNK`:
-            a prompt's intermediates (16 MiB of image tokens and first-convolution output, 8 MiB
-            of second-convolution output) then stay nearer the caches between the steps.
+            a prompt's intermediates (4 MiB of first-convolution output, 8 MiB of
+            second-convolution output) then stay nearer the caches between the steps.
     """
 
     def __init__(self, upscaling, feat_s0: torch.Tensor, feat_s1: torch.Tensor, hw,
