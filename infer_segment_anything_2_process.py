@@ -282,13 +282,13 @@ class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
         #   small 1.9 GiB, large 2.8; at 4000x3000: small 4.9 GiB, large 5.6 (random weights,
         #   which return no mask: 1.6 / 2.7-2.8).
         # 6 GB covers 12-megapixel photos in automatic mode with any model; Full-HD needs 3.
-        # VRAM is not measured yet (no GPU lent so far; benchmarks/gpu_check.py measures it):
-        # half-precision peaks reported in facebookresearch/sam2#118 for one 1024x1024 image are
-        # 0.46 GB (tiny) to 0.86 GB (large), plus the CUDA context and automatic-mode batches.
+        # VRAM measured on an H200 (benchmarks/gpu_check.py, README "Precision and GPUs"): the
+        # tiny model in bfloat16 peaks at 2.2 GiB of PyTorch allocations in automatic mode
+        # (32x32 points, 1800x1200), plus the CUDA context; larger models not measured yet.
         info.hardware_config.min_cpu = 2
         info.hardware_config.min_ram = 6
         info.hardware_config.gpu_required = False
-        info.hardware_config.min_vram = 2
+        info.hardware_config.min_vram = 3
 
     def create(self, param=None):
         return InferSegmentAnything2(self.info.name, param)
