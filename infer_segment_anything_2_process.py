@@ -84,7 +84,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         try:
             values = self.get_param_object().parsed()
             named = self._prompts(values)
-            if not named.prompt.is_empty or named.detections_connected:
+            if values["video_tracking"] or not named.prompt.is_empty or \
+                    named.detections_connected:
                 return 1
             return count_steps(_automatic_params(values)) + 1
         except Exception:  # bad parameters: run() reports them
@@ -99,6 +100,10 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
             raise ValueError(f"Unknown parameter {hints}. Parameters of "
                              f"infer_segment_anything_2: {', '.join(PARAMETERS)}")
         super().set_parameters({k: str(v) for k, v in dict(params).items()})
+
+    def reset_video(self) -> None:
+        """Video mode: the next run starts a new video (memory cleared, prompts applied again)."""
+        self.session.video.reset()
 
     def stop(self) -> None:
         """Ask a running ``run`` to end: automatic mode polls the flag between decoder chunks and
@@ -163,6 +168,17 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
                   for o, s in zip(seg.object_index, seg.scores)]
         self._write_instances(seg, class_of[seg.object_index], labels, scores)
 
+    def _write_video_outputs(self, seg: Segmentation) -> None:
+        """Video mode: object k (0-based) is label k + 1 and instance id k on every frame, with
+        its name; an object absent from the frame keeps its place with an empty mask."""
+        names = _unique(self.session.video.names)
+        if len(names) > MAX_LABEL:
+            _warn_label_limit(len(names), "objects")
+        self._set_label_output(1, label_map(seg.masks, labels=np.arange(1, len(seg) + 1),
+                                            shape=seg.image_shape, max_label=MAX_LABEL),
+                               ["background"] + names[:MAX_LABEL])
+        self._write_instances(seg, np.arange(len(seg)), names, seg.scores)
+
     def _write_instances(self, seg: Segmentation, class_index: np.ndarray, labels: List[str],
                          confidences) -> None:
         """Instance output: mask i with its inclusive box, class, label and confidence."""
@@ -183,7 +199,10 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         values = self.get_param_object().parsed()
         image = to_rgb_uint8(self.get_input(0).get_image())
         named = self._prompts(values)
-        automatic = named.prompt.is_empty and not named.detections_connected
+        video = values["video_tracking"]
+        automatic = not video and named.prompt.is_empty and not named.detections_connected
+        if not video:  # a run outside video mode ends the video
+            self.session.video.reset()
         self.session.load(ModelKey(**{k: values[k] for k in MODEL_KEYS}))
         try:  # a stop during the model load skips the segmentation
             seg = None if self._stop_requested else self._segment(image, named, automatic, values)
@@ -193,7 +212,10 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
             self._clear_outputs()
             logger.info("infer_segment_anything_2: stopped by the user, no outputs")
         else:
-            self._write_outputs(seg, None if automatic else named, *image.shape[:2])
+            if video:
+                self._write_video_outputs(seg)
+            else:
+                self._write_outputs(seg, None if automatic else named, *image.shape[:2])
             self.last_result, self._last_automatic = seg, automatic
             self.emit_step_progress()
         self.end_task_run()
@@ -203,6 +225,9 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         scale = values["input_size_percent"] / 100.0
         should_stop = lambda: self._stop_requested  # noqa: E731
         precision = values["precision"]
+        if values["video_tracking"]:
+            return self.session.track_video(image, named.prompt, named.object_names(),
+                                            values["mask_threshold"], should_stop, precision)
         if named.prompt.is_empty and not automatic:  # a detector found nothing: no object
             return Segmentation.empty(*image.shape[:2])
         if not automatic:
@@ -218,6 +243,13 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
 def _warn_label_limit(count: int, what: str) -> None:
     logger.warning("%d %s are not in the label maps, which hold at most %d labels (every mask is "
                    "in the instance segmentation output)", count - MAX_LABEL, what, MAX_LABEL)
+
+
+def _unique(names: List[str]) -> List[str]:
+    """Names made distinct: a repeated name gets the object's number ("car", "car 2")."""
+    seen = {n for i, n in enumerate(names) if n in names[:i]}
+    return [n if n not in seen or names.index(n) == i else f"{n} {i + 1}"
+            for i, n in enumerate(names)]
 
 
 def _automatic_params(values: Dict) -> AutomaticParams:

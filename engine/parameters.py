@@ -153,6 +153,10 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
     ParamSpec("mask_threshold", "float", 0.0, _P,
               "Logit threshold that turns mask logits into masks (0 = probability 0.5; may be "
               "negative to grow masks).", minimum=-100.0, maximum=100.0),
+    ParamSpec("video_tracking", "bool", False, _P,
+              "Video: successive runs are successive frames of one video; the prompted objects "
+              "are tracked from frame to frame with SAM 2's memory (prompts are taken on the "
+              "frame where they appear or change; a new frame size starts a new video)."),
     ParamSpec("points_per_side", "int", 32, _A,
               "Grid of points_per_side x points_per_side point prompts over the image.",
               minimum=1, maximum=256),

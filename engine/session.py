@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from .models import get_model_spec
 from .predictor import PromptPredictor
 from .prompts import Prompt
 from .results import Segmentation
+from .video_session import VideoSession
 from .weights import CheckpointError, ensure_checkpoint, weight_file_problem
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Sam2Session:
         self.model = None
         self.device = torch.device("cpu")
         self.predictor: Optional[PromptPredictor] = None
+        self.video = VideoSession()
         self.load_count = 0
 
     def load(self, key: ModelKey) -> bool:
@@ -76,6 +78,7 @@ class Sam2Session:
 
     def unload(self) -> None:
         self.model, self.predictor, self.key = None, None, None
+        self.video.reset()
 
     def choice(self, precision: str = "auto") -> DeviceChoice:
         """The loaded model's device with ``precision`` resolved on it."""
@@ -118,3 +121,15 @@ class Sam2Session:
         return generate(self.model, image, params, scale, self.choice(precision),
                         on_batch=on_batch, should_stop=should_stop,
                         embedding=self.predictor.embedding)
+
+    def track_video(self, image: np.ndarray, prompt: Prompt, names: Sequence[str] = (),
+                    mask_threshold: float = 0.0, should_stop: Optional[StopCheck] = None,
+                    precision: str = "auto") -> Segmentation:
+        """Video mode: ``image`` is the next frame of the video (see
+        :mod:`engine.video_session` for what its prompt does and what starts a new video).
+
+        ``should_stop`` interrupts the image encoder and is polled between objects; a stopped
+        frame leaves the video as it was (the next frame continues it)."""
+        with stoppable_encoder(self.model, should_stop):
+            return self.video.frame(self.model, self.choice(precision), image, prompt, names,
+                                    mask_threshold, should_stop)

@@ -166,6 +166,7 @@ def _scenario_apply(app, config):
     c["crop_n_points_downscale_factor"].setValue(2)
     c["use_m2m"].setChecked(True)
     c["min_mask_region_area"].setValue(100)
+    c["video_tracking"].setChecked(True)
     _press_apply(app, widget)
     return {"before": before, "after": dict(param.values), "sent": len(widget.sent),
             "sent_is_param": bool(widget.sent) and widget.sent[0] is param,
@@ -480,7 +481,7 @@ def test_apply_sends_every_changed_value(report, tiny_checkpoint):
         "stability_score_thresh": "0.9", "stability_score_offset": "2.0",
         "box_nms_thresh": "0.6", "crop_n_layers": "2", "crop_nms_thresh": "0.65",
         "crop_n_points_downscale_factor": "2", "use_m2m": "True",
-        "min_mask_region_area": "100"})
+        "min_mask_region_area": "100", "video_tracking": "True"})
     assert r["after"] == expected
     # Everything but cuda and crop_overlap_ratio (left alone) changed: the test covers them all.
     assert {k for k in PARAMETERS if expected[k] == r["before"][k]} == {"cuda",
