@@ -280,7 +280,9 @@ class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
                             "background) and boxes, as parameters or drawn in Ikomia Studio. "
                             "Automatic mode (no prompt): masks for everything in the image. "
                             "Outputs a label mask per candidate and an instance segmentation "
-                            "with boxes and scores.")
+                            "with boxes and scores. Video tracking (video_tracking): the prompted "
+                            "objects are tracked through the frames of a video with SAM 2's "
+                            "memory.")
         info.path = "Plugins/Python/Segmentation"
         info.version = "2.0.0"
         info.icon_path = "icons/icon.png"
@@ -298,7 +300,8 @@ class InferSegmentAnything2Factory(dataprocess.CTaskFactory):
         info.repository = "https://github.com/Ikomia-hub/infer_segment_anything_2"
         info.original_repository = "https://github.com/facebookresearch/sam2"
         info.keywords = ("SAM, SAM2, SAM 2.1, segment anything, Meta, prompt, point, box, "
-                         "automatic mask generation, zero-shot, instance segmentation")
+                         "automatic mask generation, zero-shot, instance segmentation, video, "
+                         "tracking")
         info.algo_type = core.AlgoType.INFER
         info.algo_tasks = "SEMANTIC_SEGMENTATION,INSTANCE_SEGMENTATION"
         info.min_ikomia_version = "0.16.0"

@@ -14,6 +14,9 @@ compute capability 8), on the engine alone (no Ikomia needed):
   median of the model's own predicted IoUs) and ``most pass`` (at their 10% quantile, stability
   filter off: what trained weights do, and more); time (median) and peak VRAM
   (``torch.cuda.max_memory_allocated``) of each, masks kept on each side;
+* video tracking, ours (``engine.video``) against Meta's ``SAM2VideoPredictor`` under the same
+  autocast on windows panning across the image (12 frames, a box on frame 0): object scores,
+  mask IoU, time per frame (Meta's includes its ``init_state``, which loads the frames), VRAM;
 * automatic parity on the same GPU path with the stand-in decoder of ``tests/standin.py`` (known
   discs, so the masks can be compared): counts and smallest matched mask IoU, with and without
   crops, and their times.
@@ -294,6 +297,8 @@ def check_model(name, args, image, device, rows, raw):
             vram_mib=vram_ours, meta_vram_mib=vram_meta, min_mask_iou=_match(seg, ref, device))
     ours = meta = model = None  # free the GPU memory before the stand-in runs
     torch.cuda.empty_cache() if device.type == "cuda" else None
+    check_video(spec, ckpt, args, image, device, choice, tag, rows, raw)
+    torch.cuda.empty_cache() if device.type == "cuda" else None
 
     # automatic parity with the stand-in decoder (same masks expected)
     model = build_model(spec, ckpt, device)
@@ -316,6 +321,62 @@ def check_model(name, args, image, device, rows, raw):
                                                     masks=len(seg), meta_masks=len(ref),
                                                     min_mask_iou=least)
     ckpt.unlink()
+
+
+def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None:
+    """Video tracking, ours (``engine.video``) against Meta's ``SAM2VideoPredictor`` under the same
+    autocast: a box on frame 0 of windows panning across the image (JPEG for Meta's loader, read
+    back for ours); object scores, mask IoU, time per frame and peak VRAM."""
+    import torch
+    from PIL import Image
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from infer_segment_anything_2.engine.loader import build_model
+    from infer_segment_anything_2.engine.video import VideoTracker
+
+    n = 3 if args.quick else 12
+    h, w = image.shape[0] * 3 // 4, image.shape[1] * 3 // 4
+    folder = Path(tempfile.mkdtemp(prefix="sam2-gpu-video-"))
+    frames = []
+    for t in range(n):
+        x = (image.shape[1] - w) * t // max(n - 1, 1)
+        Image.fromarray(image[:h, x:x + w]).save(folder / f"{t:05d}.jpg", quality=95)
+        frames.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
+    box = np.array([w / 3, h / 3, 2 * w / 3, 2 * h / 3], np.float32)
+    clock = Clock(device)
+    predictor = build_sam2_video_predictor(spec.config, str(ckpt), device=str(device))
+    predictor.fill_hole_area = 0
+
+    def meta_run():
+        with torch.inference_mode(), choice.compute():
+            state = predictor.init_state(str(folder))
+            predictor.add_new_points_or_box(state, 0, 1, box=box)
+            masks = [(m[0, 0] > 0).cpu().numpy() for _, _, m in
+                     predictor.propagate_in_video(state)]
+        outs = state["output_dict_per_obj"][0]
+        scores = [float((outs["cond_frame_outputs"].get(t) or outs["non_cond_frame_outputs"][t])
+                        ["object_score_logits"].float().reshape(-1)[0]) for t in range(n)]
+        return scores, masks
+    t_meta, ((ref_scores, ref_masks), vram_meta) = clock(lambda: _peak(device, meta_run))
+    predictor = None  # its GPU memory freed before ours runs
+    model = build_model(spec, ckpt, device)
+
+    def ours_run():
+        tracker = VideoTracker(model, choice, num_frames=n, fill_hole_area=0)
+        results = [tracker.track(f, {0: (box.reshape(2, 2), np.array([2, 3], np.int32))}
+                                 if t == 0 else {}) for t, f in enumerate(frames)]
+        return ([float(r.object_scores[0]) for r in results],
+                [r.masks(h, w)[0] for r in results])
+    t_ours, ((scores, masks), vram_ours) = clock(lambda: _peak(device, ours_run))
+    score_diff = max(abs(a - b) for a, b in zip(scores, ref_scores))
+    ious = [float((a & b).sum() / max((a | b).sum(), 1)) for a, b in zip(masks, ref_masks)]
+    vram = f", VRAM {vram_ours:.0f} / {vram_meta:.0f} MiB" if vram_ours is not None else ""
+    rows.append((tag, f"video, {n} frames {w}x{h}: max |object score diff| {score_diff:.4f}, "
+                 f"min mask IoU {min(ious):.3f}{vram}", f"{t_ours / n * 1e3:.0f} ms/frame",
+                 f"{t_meta / n * 1e3:.0f} ms/frame", f"{t_meta / t_ours:.2f}x Meta's speed"))
+    raw[f"{tag} video"] = dict(frames=n, ours_s=t_ours, meta_s=t_meta, score_diff=score_diff,
+                               min_mask_iou=min(ious), vram_mib=vram_ours,
+                               meta_vram_mib=vram_meta)
 
 
 def main(argv=None) -> int:

@@ -104,3 +104,32 @@ def test_stop_during_a_frame_then_the_video_goes_on(video_task, monkeypatch):
     wf.run_on(array=clip_frame(1))
     assert task.session.video.frame_index == 1
     assert _instances(task) == [(0, "object 1", 0), (1, "object 2", 1)]
+
+
+def test_readme_video_example_runs(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """The README's Python loop over a video, as written, on a 3-frame clip (tiny random model
+    instead of the default download)."""
+    import re
+
+    import cv2
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- video-example:begin -->\n```python\n(.*?)```", text, re.S).group(1)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (960, 540))
+    for t in range(3):
+        writer.write(clip_frame(t, 540, 960)[:, :, ::-1].copy())
+    writer.release()
+    model = (f'"model_name": "sam2.1_hiera_tiny", "model_weight_file": '
+             f'{str(tiny_checkpoint)!r}, ')
+    code = block.replace('"clip.mp4"', repr(str(tmp_path / "clip.avi")))
+    code = code.replace('sam.set_parameters({', 'sam.set_parameters({' + model, 1)
+    assert code.count(str(tiny_checkpoint)) == 1 and str(tmp_path) in code
+    namespace: dict = {}
+    exec(compile(code, "README video example", "exec"), namespace)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[(0,")]
+    assert len(lines) == 3  # one line per frame, both objects on each
+    assert all("(0, 'object 1'" in line and "(1, 'object 2'" in line for line in lines)
+    assert namespace["sam"].session.video.frame_index == -1  # reset_video() at the end

@@ -1,0 +1,218 @@
+"""Video tracking: Meta's ``SAM2VideoPredictor.propagate_in_video`` against ours (``engine.video``),
+per frame and in memory, in one run.
+
+The clip: ``--frames`` windows of 960x540 panning across a photograph of ``../shared/images``
+(truck.jpg by default; a synthetic picture when the folder is absent), saved as JPEG for Meta's
+loader and read back (PIL) as the very pixels ours gets. One box on frame 0 (the middle third of
+the frame), then tracking to the end. Random weights (seed 0) of the real architecture: per-frame
+work does not depend on the weights (every frame runs the encoder, the memory attention over the
+same number of memories, the decoder and the memory encoder).
+
+Each side runs in a fresh child process; reported: time per frame (median over the frames after
+the memory is full, frame >= 8, and the first frame: Meta's ``init_state`` has already encoded
+that frame's image, ours encodes it in the frame), the resident memory after loading and at
+the end (``/proc/self/status`` VmRSS) and its growth per frame, and whether the masks agree
+(mask IoU per frame, holes not filled on either side: Meta's filling needs SAM 2's CUDA
+extension). Meta's predictor loads every frame first (``init_state``, timed apart) and keeps every
+frame's outputs; ours streams.
+
+``--long N`` adds a run of ours alone over N frames at a small input size (the tiny architecture
+at 128x128): memory over a long video without hours of CPU time.
+
+Usage: .venv/bin/python benchmarks/bench_video.py [--frames 24] [--model sam2.1_hiera_tiny]
+       [--long 2000] [--threads 2] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_automatic import IMAGES, _import_engine  # noqa: E402
+
+WINDOW = (540, 960)  # H, W of the clip's frames
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return -1.0
+
+
+def make_clip(folder: Path, frames: int, image_name: str) -> list:
+    """Panning windows saved as JPEG; returns them read back with PIL (Meta's loader's pixels)."""
+    import cv2
+    from PIL import Image
+
+    path = IMAGES / image_name
+    if path.is_file():
+        photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    else:
+        photo = np.zeros((800, 1400, 3), np.uint8)
+        photo[:] = np.linspace(30, 220, 1400, dtype=np.uint8)[None, :, None]
+        cv2.circle(photo, (500, 400), 150, (200, 180, 40), -1)
+    h, w = WINDOW
+    photo = cv2.resize(photo, (max(w + 4 * frames, photo.shape[1]), max(h, photo.shape[0])))
+    out = []
+    for t in range(frames):
+        x = 4 * t
+        Image.fromarray(photo[:h, x:x + w]).save(folder / f"{t:05d}.jpg", quality=95)
+        out.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
+    return out
+
+
+def _box() -> np.ndarray:
+    h, w = WINDOW
+    return np.array([w / 3, h / 3, 2 * w / 3, 2 * h / 3], np.float32)
+
+
+def worker(args) -> None:
+    _import_engine()
+    import torch
+    from PIL import Image
+
+    from infer_segment_anything_2.engine.loader import build_model
+    from infer_segment_anything_2.engine.models import get_model_spec
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.clip)
+    n = len(list(folder.glob("*.jpg")))
+    torch.manual_seed(0)  # the same random weights in both children
+    model = build_model(get_model_spec(args.model), None)
+    times, masks = [], []
+    if args.side == "meta":
+        from sam2.build_sam import build_sam2_video_predictor
+
+        ckpt = folder / "meta-checkpoint.pt"
+        torch.save({"model": model.state_dict()}, ckpt)
+        del model
+        predictor = build_sam2_video_predictor(get_model_spec(args.model).config, str(ckpt),
+                                               device="cpu")
+        predictor.fill_hole_area = 0
+        loaded = _rss_mib()
+        with torch.inference_mode():
+            start = time.perf_counter()
+            state = predictor.init_state(str(folder))
+            init_s = time.perf_counter() - start
+            start = time.perf_counter()  # frame 0: the prompt, then its output (init_state
+            predictor.add_new_points_or_box(state, 0, 1, box=_box())  # encoded the image)
+            for _, _, video_masks in predictor.propagate_in_video(state):
+                now = time.perf_counter()
+                times.append(now - start)
+                masks.append((video_masks[0, 0] > 0).numpy())
+                start = time.perf_counter()
+    else:
+        from infer_segment_anything_2.engine.device import CPU
+        from infer_segment_anything_2.engine.video import VideoTracker
+
+        tracker = VideoTracker(model, CPU, fill_hole_area=0)
+        loaded, init_s = _rss_mib(), 0.0
+        box = (_box().reshape(2, 2), np.array([2, 3], np.int32))
+        for t in range(n):
+            frame = np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB"))
+            start = time.perf_counter()
+            result = tracker.track(frame, {0: box} if t == 0 else {})
+            masks.append(result.masks(*frame.shape[:2])[0])
+            times.append(time.perf_counter() - start)
+    np.save(args.save, np.packbits(np.stack(masks), axis=-1))
+    print(json.dumps(dict(times=times, init_s=init_s, rss_loaded=loaded, rss_end=_rss_mib())))
+
+
+def long_worker(args) -> None:
+    """Ours alone over ``--long`` frames at 128x128 input: memory every 250 frames."""
+    _import_engine()
+    import torch
+    from hydra.utils import instantiate
+
+    from infer_segment_anything_2.engine.device import CPU
+    from infer_segment_anything_2.engine.loader import load_config
+    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.video import VideoTracker
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = load_config(get_model_spec(args.model), True)
+    cfg.model.image_size = 128
+    tracker = VideoTracker(instantiate(cfg.model, _recursive_=True).eval(), CPU)
+    frame = np.zeros((72, 128, 3), np.uint8)
+    box = (np.array([[20, 20], [60, 50]], np.float32), np.array([2, 3], np.int32))
+    rss, start = {}, time.perf_counter()
+    with torch.no_grad():
+        for t in range(args.long):
+            frame[:] = 60
+            frame[20:50, t % 60:t % 60 + 30] = 210
+            tracker.track(frame, {0: box} if t == 0 else {})
+            if t % 250 == 0 or t == args.long - 1:
+                rss[t] = _rss_mib()
+    print(json.dumps(dict(rss=rss, per_frame_s=(time.perf_counter() - start) / args.long)))
+
+
+def _child(args, extra) -> dict:
+    cmd = [sys.executable, __file__, "--model", args.model, "--threads", str(args.threads)] + extra
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--model", default="sam2.1_hiera_tiny")
+    ap.add_argument("--image", default="truck.jpg")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--long", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--clip", help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
+    ap.add_argument("--long-worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.long_worker:
+        return long_worker(args)
+    if args.side:
+        return worker(args)
+    tmp = Path(tempfile.mkdtemp(prefix="sam2-bench-video-"))
+    make_clip(tmp, args.frames, args.image)
+    report = {"frames": args.frames, "model": args.model, "threads": args.threads}
+    masks = {}
+    for side in ("meta", "ours"):
+        report[side] = _child(args, ["--side", side, "--clip", str(tmp),
+                                     "--save", str(tmp / f"{side}.npy")])
+        masks[side] = np.unpackbits(np.load(tmp / f"{side}.npy"), axis=-1)[..., :WINDOW[1]]
+    inter = (masks["meta"] & masks["ours"]).sum(axis=(1, 2))
+    union = (masks["meta"] | masks["ours"]).sum(axis=(1, 2))
+    report["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
+    print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} threads; "
+          f"masks: min IoU ours vs Meta {report['min_mask_iou']:.4f}")
+    print("side | first frame | per frame (frames >= 8, median) | init_state | RSS loaded -> end "
+          "| growth per frame")
+    for side in ("meta", "ours"):
+        r = report[side]
+        steady = statistics.median(r["times"][8:]) if len(r["times"]) > 8 else float("nan")
+        growth = (r["rss_end"] - r["rss_loaded"]) / args.frames
+        r.update(steady_s=steady, growth_mib_per_frame=growth)
+        print(f"{side} | {r['times'][0]:.2f} s | {steady:.2f} s | {r['init_s']:.2f} s | "
+              f"{r['rss_loaded']:.0f} -> {r['rss_end']:.0f} MiB | {growth:.1f} MiB")
+    print(f"per frame: Meta / ours = {report['meta']['steady_s'] / report['ours']['steady_s']:.2f}")
+    if args.long:
+        report["long"] = _child(args, ["--long-worker", "--long", str(args.long)])
+        rss = report["long"]["rss"]
+        print(f"ours over {args.long} frames at 128x128 input: RSS by frame "
+              + ", ".join(f"{t}: {v:.0f} MiB" for t, v in rss.items())
+              + f" ({report['long']['per_frame_s'] * 1e3:.0f} ms per frame)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
