@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .parameters import ParameterError
+
+IMG_MEAN = (0.485, 0.456, 0.406)  # Meta's load_video_frames defaults (ImageNet)
+IMG_STD = (0.229, 0.224, 0.225)
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -51,3 +55,16 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     if values.size and values.max() <= 1.0:
         values = values * 255.0
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def frame_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """An HWC RGB uint8 frame as Meta's video loader makes it: ``(1, 3, size, size)`` float32
+    (PIL resize of the RGB image, bicubic; /255 in float64 then float32; ImageNet mean / std)."""
+    from PIL import Image
+
+    pixels = np.array(Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+                      .resize((size, size)))
+    x = torch.from_numpy(pixels / 255.0).permute(2, 0, 1).float()
+    mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None, None]
+    return ((x - mean) / std)[None]

@@ -51,3 +51,20 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     src = mask.astype(np.uint8) if mask.dtype == bool else mask
     out = cv2.resize(src, (width, height), interpolation=cv2.INTER_NEAREST)
     return out.astype(bool) if mask.dtype == bool else out
+
+
+def small_holes(background: np.ndarray, max_area: int) -> np.ndarray:
+    """Pixels of the small components of ``background``: ``(N, h, w)`` bool in, the same shape
+    out, True where a pixel's 8-connected component of background has at most ``max_area``
+    pixels (components touching the border count too, as in SAM 2's hole filling)."""
+    import cv2
+
+    background = np.asarray(background, bool)
+    holes = np.zeros(background.shape, bool)
+    for i, bg in enumerate(background):
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(bg.astype(np.uint8),
+                                                               connectivity=8)
+        small = np.nonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area)[0] + 1
+        if len(small):
+            holes[i] = np.isin(labels, small)
+    return holes

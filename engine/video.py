@@ -43,9 +43,9 @@ import torch.nn.functional as F
 
 from .cancel import GenerationCancelled
 from .device import DeviceChoice
+from .images import frame_tensor
+from .masks import small_holes
 
-IMG_MEAN = (0.485, 0.456, 0.406)  # Meta's load_video_frames defaults
-IMG_STD = (0.229, 0.224, 0.225)
 FILL_HOLE_AREA = 8  # build_sam2_video_predictor's fill_hole_area
 MAX_COND_FRAMES = 64  # prompted frames kept per object: the first one and the latest ones
 STREAMING_FRAMES = 1 << 30  # the video's length when unknown: only bounds min(num_frames, 16)
@@ -54,37 +54,17 @@ NO_OBJ_SCORE = -1024.0  # SAM 2's logits of an absent object
 ObjectPrompt = Tuple[np.ndarray, np.ndarray]  # (P, 2) float32 XY pixels, (P,) int32 labels
 
 
-def frame_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """An HWC RGB uint8 frame as Meta's video loader makes it: ``(1, 3, size, size)`` float32
-    (PIL resize of the RGB image, bicubic; /255 in float64 then float32; ImageNet mean / std)."""
-    from PIL import Image
-
-    pixels = np.array(Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
-                      .resize((size, size)))
-    x = torch.from_numpy(pixels / 255.0).permute(2, 0, 1).float()
-    mean = torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(IMG_STD, dtype=torch.float32)[:, None, None]
-    return ((x - mean) / std)[None]
-
-
 def fill_small_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     """Background components (``logits <= 0``, 8-connected) of at most ``max_area`` pixels set to
     0.1, as SAM 2's ``fill_holes_in_mask_scores`` (a component touching the border counts too).
 
     ``logits``: ``(N, 1, h, w)`` float; returns a tensor of the same shape, dtype and device.
-    The components are found on the CPU (cv2); one ``(N, h, w)`` copy each way.
+    The components are found on the CPU (:func:`engine.masks.small_holes`); one ``(N, h, w)``
+    copy each way.
     """
-    import cv2
-
     if max_area <= 0 or logits.numel() == 0:
         return logits
-    background = (logits <= 0).squeeze(1).cpu().numpy().astype(np.uint8)
-    holes = np.zeros_like(background, dtype=bool)
-    for i, bg in enumerate(background):
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(bg, connectivity=8)
-        small = np.nonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area)[0] + 1
-        if len(small):
-            holes[i] = np.isin(labels, small)
+    holes = small_holes((logits <= 0).squeeze(1).cpu().numpy(), max_area)
     if not holes.any():
         return logits
     fill = torch.from_numpy(holes)[:, None].to(logits.device)

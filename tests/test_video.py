@@ -10,8 +10,8 @@ import torch
 
 from infer_segment_anything_2.engine.cancel import GenerationCancelled
 from infer_segment_anything_2.engine.device import CPU, DeviceChoice
-from infer_segment_anything_2.engine.video import (NO_OBJ_SCORE, VideoTracker, fill_small_holes,
-                                                   frame_tensor)
+from infer_segment_anything_2.engine.images import frame_tensor
+from infer_segment_anything_2.engine.video import NO_OBJ_SCORE, VideoTracker, fill_small_holes
 
 H, W = 120, 160  # the clip's frames (the model sees them at its 1024x1024 input)
 N = 6  # frames of the parity clip
