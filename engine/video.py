@@ -175,16 +175,19 @@ class VideoTracker:
             raise ValueError(f"frame of {w}x{h} in a video of {self.frame_hw[1]}x"
                              f"{self.frame_hw[0]}: reset() starts a new video")
         t = self.frame_index + 1
-        feats = self._features(image)
         objects = self.objects + [ObjectTrack() for _ in range(
             max(prompts, default=-1) + 1 - len(self.objects))]
+        prompts = {k: p for k, p in prompts.items() if len(p[0])}
+        # the image is encoded only when some object is prompted or tracked on this frame
+        feats = (self._features(image) if prompts or any(o.started for o in objects)
+                 else None)
         staged = []  # (object, where the output goes, output): committed once the frame is done
         with _video_settings(self.model):
-            for obj in objects:
+            for k, obj in enumerate(objects):
                 if should_stop is not None and should_stop():
                     raise GenerationCancelled("stopped between objects")
-                prompt = prompts.get(len(staged))
-                if prompt is not None and len(prompt[0]):
+                prompt = prompts.get(k)
+                if prompt is not None:
                     staged.append((obj, obj.cond, self._prompted(
                         obj, t, feats, self._point_inputs(prompt, h, w))))
                 elif obj.started:
@@ -196,8 +199,6 @@ class VideoTracker:
         for obj, place, out in staged:
             if place is not None:
                 place[t] = out
-                if place is obj.cond:
-                    obj.recent.pop(t, None)
             self._prune(obj, t)
             logits.append(out["pred_masks"].float() if out else torch.full(
                 (1, 1, *self._low_res()), NO_OBJ_SCORE, device=self.choice.device))

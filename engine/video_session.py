@@ -18,6 +18,7 @@ The rules (documented in the README):
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -26,6 +27,8 @@ from .device import DeviceChoice
 from .prompts import Prompt
 from .results import Segmentation
 from .video import ObjectPrompt, TrackedFrame, VideoTracker
+
+logger = logging.getLogger(__name__)
 
 
 def _prompt_key(prompt: ObjectPrompt) -> bytes:
@@ -45,7 +48,7 @@ class VideoSession:
         self.tracker: Optional[VideoTracker] = None
         self.applied: List[bytes] = []
         self.names: List[str] = []
-        self.videos = 0  # videos started (for logs and tests)
+        self.videos = 0  # videos started in this session
 
     def reset(self) -> None:
         """End the video: the next frame starts a new one."""
@@ -63,6 +66,8 @@ class VideoSession:
             self.reset()
             self.tracker = VideoTracker(model, choice)
             self.videos += 1
+            logger.info("infer_segment_anything_2: video tracking starts a new video (%dx%d)",
+                        hw[1], hw[0])
         return self.tracker
 
     def frame(self, model, choice: DeviceChoice, image: np.ndarray, prompt: Prompt,
@@ -76,7 +81,6 @@ class VideoSession:
         stop (:class:`engine.cancel.GenerationCancelled`) nothing changes.
         """
         tracker = self._tracker_for(model, choice, image.shape[:2])
-        prompt.check_objects()
         new: Dict[int, ObjectPrompt] = {}
         keys = list(self.applied)
         for i in range(prompt.num_objects):
@@ -101,6 +105,7 @@ class VideoSession:
 
 def _segmentation(frame: TrackedFrame, hw, threshold: float) -> Segmentation:
     masks = frame.masks(*hw, threshold)
-    presence = 1.0 / (1.0 + np.exp(-frame.object_scores.astype(np.float64)))
+    # sigmoid as 0.5 (1 + tanh(x / 2)): no overflow for very negative scores, 0 for -inf
+    presence = 0.5 * (1.0 + np.tanh(frame.object_scores.astype(np.float64) / 2.0))
     return Segmentation.from_masks(masks, presence.astype(np.float32),
                                    object_index=np.arange(len(masks), dtype=np.int32))

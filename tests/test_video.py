@@ -188,7 +188,8 @@ def test_fill_small_holes_matches_the_definition():
             np.testing.assert_array_equal(ours[i, 0], _reference_fill(logits[i, 0], area))
     filled = fill_small_holes(torch.from_numpy(logits), 8).numpy()
     assert (filled[0, 0, 10:13, 10:13] == -5).all()  # 9 > 8 pixels: not a small hole
-    assert fill_small_holes(torch.from_numpy(logits), 0) is not None
+    unchanged = torch.from_numpy(logits)
+    assert fill_small_holes(unchanged, 0) is unchanged  # 0: filling off
 
 
 def small_model(image_size: int = 64):
@@ -328,3 +329,20 @@ def test_tracking_on_the_accelerator_equals_the_cpu():
             assert out.logits.device == ACCEL
             np.testing.assert_allclose(out.logits.cpu().numpy(), ref[t].logits.numpy(), atol=1e-5)
             np.testing.assert_array_equal(out.masks(48, 64), ref[t].masks(48, 64))
+
+
+def test_no_object_no_encoding(monkeypatch):
+    """A frame with no prompt and no object yet is not encoded (video mode before the first
+    prompt costs nothing); the frame still counts."""
+    model = small_model()
+    tracker = VideoTracker(model, CPU)
+    encoded = []
+    features = VideoTracker._features
+    monkeypatch.setattr(VideoTracker, "_features",
+                        lambda self, image: encoded.append(1) or features(self, image))
+    box = (np.array([[10, 10], [30, 30]], np.float32), np.array([2, 3], np.int32))
+    with torch.no_grad():
+        empty = tracker.track(clip_frame(0, 48, 64), {})
+        assert len(empty.logits) == 0 and encoded == []
+        assert tracker.track(clip_frame(1, 48, 64), {0: box}).index == 1
+    assert encoded == [1]

@@ -101,3 +101,9 @@ def test_point_groups_are_objects(model):
     assert len(seg) == 2
     scores = np.asarray(seg.scores)
     assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_repeated_names_are_numbered_in_the_outputs():
+    from infer_segment_anything_2.infer_segment_anything_2_process import _unique
+
+    assert _unique(["car", "dog", "car", "object 4"]) == ["car", "dog", "car 3", "object 4"]
