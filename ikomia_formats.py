@@ -12,7 +12,7 @@ from typing import Dict, List, Union
 
 import numpy as np
 
-from .engine.coco import annotation
+from .engine.image.coco import annotation
 
 
 def instance_json_to_coco(text: Union[str, Dict], compressed: bool = True, image_id: int = 0,

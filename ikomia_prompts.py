@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from ikomia import core
 
-from .engine.prompts import SHARED, Prompt, make_prompt, normalize_boxes
+from .engine.image.prompts import SHARED, Prompt, make_prompt, normalize_boxes
 
 # Graphics categories that make a point a background (negative) prompt, case-insensitive.
 BACKGROUND_CATEGORIES = {"background", "negative", "bg", "0", "exclude"}

@@ -9,16 +9,14 @@ from typing import Dict, List, Optional
 import numpy as np
 from ikomia import core, dataprocess
 
-from .engine.automatic import AutomaticParams
+from .engine.automatic import AutomaticParams, count_steps
 from .engine.cancel import GenerationCancelled
-from .engine.masks import label_map, paint_order_large_first
-from .engine.images import to_rgb_uint8
+from .engine.image import (Segmentation, label_map, paint_order_large_first, parse_prompt,
+                           to_rgb_uint8)
 from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
-from .engine.prompts import parse_prompt
-from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt
-from .engine.results import Segmentation
 from .engine.session import ModelKey, Sam2Session
+from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +77,6 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
     def get_progress_steps(self) -> int:
         """Automatic mode: one step per decoder batch of points over all crops, plus one for the
         outputs; prompt mode: 1. Known from the parameters alone (called before ``run``)."""
-        from .engine.automatic import count_steps
-
         try:
             values = self.get_param_object().parsed()
             named = self._prompts(values)

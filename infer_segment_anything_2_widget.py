@@ -4,7 +4,7 @@ Every control comes from :data:`engine.parameters.PARAMETERS`: its section (``gr
 (combo box, check box, spin box, text field), its range, its tooltip (``help``) and, for the model
 combo, the model list (``choices``, taken from the model table). Nothing is typed twice.
 
-Pressing Apply checks every value (prompts with :func:`engine.prompts.parse_prompt`); a wrong value
+Pressing Apply checks every value (prompts with :func:`engine.image.prompts.parse_prompt`); a wrong value
 is shown in red under its field with the expected format and nothing is sent. Otherwise the
 parameter strings are updated and sent with ``emit_apply``. The task keeps its model loaded and
 reloads it only when a model parameter (``reload_model`` in the table) changed.
@@ -22,11 +22,9 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QSpinBox,
                              QToolButton, QVBoxLayout, QWidget)
 
-from .engine.device import cuda_present
-from .engine.models import MODELS
+from .engine.image import PromptError, parse_prompt
+from .engine.model import MODELS, cuda_present, weight_file_problem
 from .engine.parameters import PARAMETERS, ParameterError, ParamSpec
-from .engine.prompts import PromptError, parse_prompt
-from .engine.weights import weight_file_problem
 from .infer_segment_anything_2_process import InferSegmentAnything2Param
 
 GROUPS = tuple(dict.fromkeys(p.group for p in PARAMETERS.values()))  # table order

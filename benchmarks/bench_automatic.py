@@ -1,4 +1,4 @@
-"""Automatic mode: Meta's ``SAM2AutomaticMaskGenerator`` against ours (``engine.automatic``).
+"""Automatic mode: Meta's ``SAM2AutomaticMaskGenerator`` against ours (``engine.automatic.generator``).
 
 One command runs the whole matrix (images x models x decoder modes x generators). Each
 measurement runs in a fresh child process of this script, so that peak RSS is the generator's own
@@ -82,10 +82,10 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
+    from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
     from meta_reference import generate_with_meta  # tests/, on the path (_import_engine)
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     torch.manual_seed(0)
     model = build_model(get_model_spec(args.model), None)
@@ -149,9 +149,9 @@ def grid_iou_quantile(model, image, points_per_side: int, q: float) -> float:
     of automatic mode, computed as our generator computes them."""
     import torch
 
-    from infer_segment_anything_2.engine import amg
-    from infer_segment_anything_2.engine.decoder import PointDecoder
-    from infer_segment_anything_2.engine.predictor import encode_image
+    from infer_segment_anything_2.engine.automatic import amg
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
+    from infer_segment_anything_2.engine.image.predictor import encode_image
 
     h, w = image.shape[:2]
     with torch.no_grad():
@@ -174,7 +174,8 @@ def split_timers() -> dict:
     """Wrap the steps of our generator with timers; returns the dict they add seconds to."""
     import torchvision.ops
 
-    from infer_segment_anything_2.engine import automatic, decoder, upscaling
+    from infer_segment_anything_2.engine.automatic import generator, stability
+    from infer_segment_anything_2.engine.decoder import point_decoder as decoder, upscaling
 
     split = {k: 0.0 for k in ("transformer", "upscaling", "stability and boxes", "NMS",
                               "final masks")}
@@ -195,10 +196,10 @@ def split_timers() -> dict:
             (decoder.PointDecoder, "iou", "transformer"),
             (decoder.PointDecoder, "hyper", "upscaling"),
             (upscaling.Upscaler, "__call__", "upscaling"),
-            (automatic, "stability_by_cells", "stability and boxes"),
-            (automatic, "stability_upsampled", "stability and boxes"),
+            (stability, "stability_by_cells", "stability and boxes"),
+            (stability, "stability_upsampled", "stability and boxes"),
             (torchvision.ops, "batched_nms", "NMS"),
-            (automatic, "final_masks", "final masks")):
+            (generator, "final_masks", "final masks")):
         timed(owner, name, key)
     return split
 

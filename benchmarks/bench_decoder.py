@@ -1,4 +1,4 @@
-"""Automatic mode's mask decoder per point: ours (``engine.decoder.PointDecoder``) against the
+"""Automatic mode's mask decoder per point: ours (``engine.decoder.point_decoder.PointDecoder``) against the
 model's own ``sam_mask_decoder`` as Meta's generator calls it (batches of ``points_per_batch``
 single-point prompts, the image embedding repeated, multimask output), in one process.
 
@@ -46,11 +46,11 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from infer_segment_anything_2.engine.automatic import POINT_DECODER_CHUNK
-    from infer_segment_anything_2.engine.decoder import PointDecoder
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
-    from infer_segment_anything_2.engine.predictor import encode_image
+    from infer_segment_anything_2.engine.automatic.generator import POINT_DECODER_CHUNK
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+    from infer_segment_anything_2.engine.image.predictor import encode_image
 
     torch.manual_seed(0)
     model = build_model(get_model_spec(args.model), None)

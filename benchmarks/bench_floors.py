@@ -4,7 +4,7 @@ this machine gives those products.
 For the CPU's formulation (float32, 4 prompts per call, as automatic mode calls it), the script
 times per prompt:
 - the transformer (both layers, to the factored image tokens and their statistics,
-  ``engine/lowrank.py``) and the IoU read-out (the final attention of the IoU token and the IoU head): every prompt pays them;
+  ``engine/decoder/lowrank.py``) and the IoU read-out (the final attention of the IoU token and the IoU head): every prompt pays them;
 - the upscaling of a passing prompt (the final attention of its three mask tokens, the
   hypernetworks, the two transposed convolutions (the first read from the factors) and the hypernetwork product, pixels put back in
   raster order for its three candidates).
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_automatic import _import_engine  # noqa: E402
 
-BATCH = 4  # prompts per decoder call on the CPU (engine/automatic.py)
+BATCH = 4  # prompts per decoder call on the CPU (engine/automatic/generator.py)
 
 
 def best_ms(fn: Callable[[], object], repeat: int = 5, number: int = 3) -> float:
@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     parser.add_argument("--prompts", type=int, default=64, help="prompts timed per step")
     args = parser.parse_args(argv)
     _import_engine()
-    from infer_segment_anything_2.engine.decoder import PointDecoder
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     torch.manual_seed(0)
     model = build_model(get_model_spec(args.model), None)
@@ -102,12 +102,12 @@ def main(argv=None) -> int:
     per_head = BATCH * h  # products by head, one image-wide operand per head
 
     def final(rows: int):
-        """The final attention of ``rows`` tokens from the factors (engine/lowrank.py)."""
+        """The final attention of ``rows`` tokens from the factors (engine/decoder/lowrank.py)."""
         return ([(per_head, rows, d, n)] * 2 + [(BATCH, h * rows, ht, n)] * 2
                 + [(per_head, rows, n, d)] + [(BATCH, h * rows, n, ht)] * 2)
 
     shapes = {
-        # the factored formulation (engine/lowrank.py, engine/factored.py): layer 0's
+        # the factored formulation (engine/decoder/lowrank.py, engine/decoder/factored.py): layer 0's
         # image-to-token scores; x1's statistics; layer 1's token-to-image scores and values,
         # its image-to-token scores; x2's statistics. 16-wide products by head against
         # per-image operands, 64-wide (heads x tokens) ones against the attention weights

@@ -90,8 +90,8 @@ def main() -> None:
     _import_engine()
     import torch
 
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     folder = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     checkpoints = {}

@@ -56,8 +56,8 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     spec = get_model_spec(args.model)
     torch.manual_seed(0)

@@ -1,11 +1,11 @@
 """Stability scores and boxes of the candidates that pass the IoU filter: the two ways of
-``engine.automatic`` timed against each other at crop sizes around ``BY_CELLS_MIN_PIXELS``.
+``engine.automatic.stability`` timed against each other at crop sizes around ``BY_CELLS_MIN_PIXELS``.
 
 * upsampling: ``F.interpolate`` of the 256x256 logits to the crop size, :data:`UPSAMPLE_CHUNK`
   candidates at a time, then Meta's ``stability_score`` and the thresholded mask's box;
 * cells: ``cells.stability_and_boxes``, which counts on the low-resolution grid.
 
-Both give the same scores and boxes (tests/test_cells.py); this script prints which is faster, so
+Both give the same scores and boxes (tests/automatic/test_cells.py); this script prints which is faster, so
 that the crossover constant stays measured. Candidates are the stand-in's discs (60 of them,
 the size of a batch that passes the filters).
 
@@ -37,13 +37,13 @@ def main() -> None:
     import torch
 
     import standin
-    from infer_segment_anything_2.engine import automatic
+    from infer_segment_anything_2.engine.automatic import AutomaticParams, stability
 
     gen = torch.Generator().manual_seed(5)
     discs, _ = standin.disc_logits(torch.rand(20, 2, generator=gen) * 1024)
     logits = discs.flatten(0, 1).float()
     index = torch.arange(len(logits))
-    params = automatic.AutomaticParams()
+    params = AutomaticParams()
 
     def timed(fn, hw) -> float:
         fn(logits, index, hw, params)
@@ -52,15 +52,15 @@ def main() -> None:
             fn(logits, index, hw, params)
         return (time.perf_counter() - t0) / args.repeat * 1e3
 
-    print(f"threshold BY_CELLS_MIN_PIXELS = {automatic.BY_CELLS_MIN_PIXELS} pixels; "
+    print(f"threshold BY_CELLS_MIN_PIXELS = {stability.BY_CELLS_MIN_PIXELS} pixels; "
           f"{len(logits)} candidates")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
-            up = timed(automatic.stability_upsampled, (h, w))
-            cells = timed(automatic.stability_by_cells, (h, w))
-            used = "cells" if h * w >= automatic.BY_CELLS_MIN_PIXELS else "upsampling"
+            up = timed(stability.stability_upsampled, (h, w))
+            cells = timed(stability.stability_by_cells, (h, w))
+            used = "cells" if h * w >= stability.BY_CELLS_MIN_PIXELS else "upsampling"
             print(f"threads {threads}  {size:>9s}  upsampling {up:7.1f} ms  cells {cells:6.1f} ms"
                   f"  upsampling/cells {up / cells:5.2f}  used: {used}")
 

@@ -1,4 +1,4 @@
-"""Video tracking: Meta's ``SAM2VideoPredictor.propagate_in_video`` against ours (``engine.video``),
+"""Video tracking: Meta's ``SAM2VideoPredictor.propagate_in_video`` against ours (``engine.video.tracker``),
 per frame and in memory, in one run.
 
 The clip: ``--frames`` windows of 960x540 panning across a photograph of ``../shared/images``
@@ -81,8 +81,8 @@ def worker(args) -> None:
     import torch
     from PIL import Image
 
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     torch.set_num_threads(args.threads)
     folder = Path(args.clip)
@@ -112,8 +112,8 @@ def worker(args) -> None:
                 masks.append((video_masks[0, 0] > 0).numpy())
                 start = time.perf_counter()
     else:
-        from infer_segment_anything_2.engine.device import CPU
-        from infer_segment_anything_2.engine.video import VideoTracker
+        from infer_segment_anything_2.engine.model.device import CPU
+        from infer_segment_anything_2.engine.video.tracker import VideoTracker
 
         tracker = VideoTracker(model, CPU, fill_hole_area=0)
         loaded, init_s = _rss_mib(), 0.0
@@ -134,10 +134,10 @@ def long_worker(args) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from infer_segment_anything_2.engine.device import CPU
-    from infer_segment_anything_2.engine.loader import load_config
-    from infer_segment_anything_2.engine.models import get_model_spec
-    from infer_segment_anything_2.engine.video import VideoTracker
+    from infer_segment_anything_2.engine.model.device import CPU
+    from infer_segment_anything_2.engine.model.loader import load_config
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+    from infer_segment_anything_2.engine.video.tracker import VideoTracker
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

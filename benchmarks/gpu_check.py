@@ -7,14 +7,14 @@ compute capability 8), on the engine alone (no Ikomia needed):
   both under the same autocast: largest predicted-IoU difference and smallest mask IoU over a few
   prompts; cold run (checkpoint load + encoding + one prompt), re-prompt on an image already set
   (median), ours against Meta's ``predict``;
-* automatic mode, 32x32 points on the image, ours (``engine.automatic.generate``) against Meta's
+* automatic mode, 32x32 points on the image, ours (``engine.automatic.generator.generate``) against Meta's
   ``SAM2AutomaticMaskGenerator.generate`` as its users call it (binary masks out), both encoding
   the image, in three regimes of the IoU filter:
   ``defaults`` (random weights pass nothing at 0.8: a bound), ``half pass`` (``iou_thresh`` at the
   median of the model's own predicted IoUs) and ``most pass`` (at their 10% quantile, stability
   filter off: what trained weights do, and more); time (median) and peak VRAM
   (``torch.cuda.max_memory_allocated``) of each, masks kept on each side;
-* video tracking, ours (``engine.video``) against Meta's ``SAM2VideoPredictor`` under the same
+* video tracking, ours (``engine.video.tracker``) against Meta's ``SAM2VideoPredictor`` under the same
   autocast on windows panning across the image (12 frames, a box on frame 0): object scores,
   mask IoU, time per frame (Meta's includes its ``init_state``, which loads the frames), VRAM;
 * automatic parity on the same GPU path with the stand-in decoder of ``tests/standin.py`` (known
@@ -198,13 +198,13 @@ def check_model(name, args, image, device, rows, raw):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     import standin
-    from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
-    from infer_segment_anything_2.engine.decoder import PointDecoder
-    from infer_segment_anything_2.engine.device import DeviceChoice
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
-    from infer_segment_anything_2.engine.predictor import PromptPredictor
-    from infer_segment_anything_2.engine.prompts import make_prompt
+    from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
+    from infer_segment_anything_2.engine.model.device import DeviceChoice
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+    from infer_segment_anything_2.engine.image.predictor import PromptPredictor
+    from infer_segment_anything_2.engine.image.prompts import make_prompt
 
     clock = Clock(device)
     spec = get_model_spec(name)
@@ -324,15 +324,15 @@ def check_model(name, args, image, device, rows, raw):
 
 
 def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None:
-    """Video tracking, ours (``engine.video``) against Meta's ``SAM2VideoPredictor`` under the same
+    """Video tracking, ours (``engine.video.tracker``) against Meta's ``SAM2VideoPredictor`` under the same
     autocast: a box on frame 0 of windows panning across the image (JPEG for Meta's loader, read
     back for ours); object scores, mask IoU, time per frame and peak VRAM."""
     import torch
     from PIL import Image
     from sam2.build_sam import build_sam2_video_predictor
 
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.video import VideoTracker
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.video.tracker import VideoTracker
 
     n = 3 if args.quick else 12
     h, w = image.shape[0] * 3 // 4, image.shape[1] * 3 // 4

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .device import PRECISIONS, cuda_present
-from .models import DEFAULT_MODEL, MODELS
+from .model.device import PRECISIONS, cuda_present
+from .model.table import DEFAULT_MODEL, MODELS
 
 
 class ParameterError(ValueError):

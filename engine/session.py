@@ -9,16 +9,16 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .automatic import AutomaticParams, ProgressCallback, generate
+from .automatic.generator import AutomaticParams, ProgressCallback, generate
 from .cancel import StopCheck, stoppable_encoder
-from .device import DeviceChoice, select_device
-from .loader import build_model
-from .models import get_model_spec
-from .predictor import PromptPredictor
-from .prompts import Prompt
-from .results import Segmentation
-from .video_session import VideoSession
-from .weights import CheckpointError, ensure_checkpoint, weight_file_problem
+from .model.device import DeviceChoice, select_device
+from .model.loader import build_model
+from .model.table import get_model_spec
+from .image.predictor import PromptPredictor
+from .image.prompts import Prompt
+from .image.results import Segmentation
+from .video.session import VideoSession
+from .model.weights import CheckpointError, ensure_checkpoint, weight_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Sam2Session:
                           on_batch: Optional[ProgressCallback] = None,
                           should_stop: Optional[StopCheck] = None,
                           precision: str = "auto") -> Segmentation:
-        """Automatic mode on an HWC RGB uint8 image (:func:`engine.automatic.generate`).
+        """Automatic mode on an HWC RGB uint8 image (:func:`engine.automatic.generator.generate`).
 
         ``on_batch(done, total)`` follows the decoder batches; when ``should_stop()`` turns true,
         during the image encoding or the decoding, the run ends with
@@ -126,7 +126,7 @@ class Sam2Session:
                     mask_threshold: float = 0.0, should_stop: Optional[StopCheck] = None,
                     precision: str = "auto") -> Segmentation:
         """Video mode: ``image`` is the next frame of the video (see
-        :mod:`engine.video_session` for what its prompt does and what starts a new video).
+        :mod:`engine.video.session` for what its prompt does and what starts a new video).
 
         ``should_stop`` interrupts the image encoder and is polled between objects; a stopped
         frame leaves the video as it was (the next frame continues it)."""

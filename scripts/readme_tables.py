@@ -31,7 +31,7 @@ def _load_engine():
 
 def models_table() -> str:
     _load_engine()
-    from sam2_plugin_engine.models import DEFAULT_MODEL, MODELS
+    from sam2_plugin_engine.model.table import DEFAULT_MODEL, MODELS
 
     rows = ["| model_name | parameters | download | config in the sam2 package |",
             "|---|---|---|---|"]

@@ -64,8 +64,8 @@ def random_checkpoint(model_name: str = "sam2.1_hiera_tiny", seed: int = 0) -> P
     package's real config and saved in Meta's format (``{"model": state_dict}``)."""
     key = (model_name, seed)
     if key not in _CHECKPOINTS:
-        from infer_segment_anything_2.engine.loader import build_model
-        from infer_segment_anything_2.engine.models import get_model_spec
+        from infer_segment_anything_2.engine.model.loader import build_model
+        from infer_segment_anything_2.engine.model.table import get_model_spec
 
         torch.manual_seed(seed)
         model = build_model(get_model_spec(model_name), None)
@@ -84,8 +84,8 @@ def tiny_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """Our loader's model for :func:`tiny_checkpoint` (eval, CPU, post-processing on)."""
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     return build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
 

@@ -131,7 +131,7 @@ def fake_accelerator() -> Iterator[_AcceleratorMode]:
 
     # the computation is the CPU's: static OpenMP teams, as DeviceChoice.compute() gives CPU runs
     # (Ikomia, imported by other tests, turns them dynamic; bfloat16 products then go wrong)
-    from infer_segment_anything_2.engine.device import static_openmp_teams
+    from infer_segment_anything_2.engine.model.device import static_openmp_teams
 
     with mock.patch.object(torch.Tensor, "tolist", tolist), \
             mock.patch.object(torch, "tensor", tensor), \

@@ -1,18 +1,21 @@
 """Meta's ``SAM2AutomaticMaskGenerator`` as a :class:`Segmentation`: the reference the tests and
-benchmarks compare :func:`engine.automatic.generate` with (not shipped in the engine)."""
+benchmarks compare :func:`engine.automatic.generator.generate` with (not shipped in the engine),
+and the comparison of two sets of masks."""
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
+import pytest
 import torch
 
+from conftest import iou as mask_iou
 from infer_segment_anything_2.engine.automatic import AutomaticParams
-from infer_segment_anything_2.engine.device import CPU, DeviceChoice
-from infer_segment_anything_2.engine.masks import resize_nearest
-from infer_segment_anything_2.engine.predictor import resize_for_input
-from infer_segment_anything_2.engine.results import Segmentation
+from infer_segment_anything_2.engine.model.device import CPU, DeviceChoice
+from infer_segment_anything_2.engine.image.masks import resize_nearest
+from infer_segment_anything_2.engine.image.predictor import resize_for_input
+from infer_segment_anything_2.engine.image.results import Segmentation
 
 
 def generate_with_meta(model, image: np.ndarray, params: AutomaticParams, scale: float = 1.0,
@@ -63,3 +66,20 @@ def generate_with_meta(model, image: np.ndarray, params: AutomaticParams, scale:
     order = np.argsort([-int(m.sum()) for m in small_masks], kind="stable")
     masks = np.stack([resize_nearest(small_masks[i], h, w) for i in order])
     return Segmentation.from_masks(masks, iou[order], stability=stability[order])
+
+
+def assert_same_masks(ours, ref, min_iou=0.98):
+    """Same count; each reference mask has its own match (greedy by IoU) with IoU > min_iou, and
+    the matched predicted IoU and stability agree. Returns the matched IoUs."""
+    assert len(ours) == len(ref), (len(ours), len(ref))
+    free = list(range(len(ours)))
+    matched = []
+    for i in range(len(ref)):
+        scores = [mask_iou(ref.masks[i], ours.masks[j]) for j in free]
+        best = int(np.argmax(scores))
+        assert scores[best] > min_iou, (i, scores[best])
+        matched.append(scores[best])
+        j = free.pop(best)
+        assert ours.scores[j] == pytest.approx(ref.scores[i], abs=1e-5)
+        assert ours.stability[j] == pytest.approx(ref.stability[i], abs=1e-5)
+    return np.array(matched)

@@ -18,10 +18,10 @@ import torch
 from conftest import iou, make_task, synthetic_image
 from fake_accelerator import ACCEL, DeviceMixError, fake_accelerator, model_on_accelerator
 from infer_segment_anything_2.engine import session as session_module
-from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
-from infer_segment_anything_2.engine.device import CPU, DeviceChoice
-from infer_segment_anything_2.engine.predictor import PromptPredictor
-from infer_segment_anything_2.engine.prompts import parse_prompt
+from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
+from infer_segment_anything_2.engine.model.device import CPU, DeviceChoice
+from infer_segment_anything_2.engine.image.predictor import PromptPredictor
+from infer_segment_anything_2.engine.image.prompts import parse_prompt
 
 sys.path.insert(0, str(Path(__file__).parent))
 import standin  # noqa: E402
@@ -117,8 +117,8 @@ def test_automatic_mode_in_bfloat16_on_the_accelerator(tiny_model):
 
 @pytest.fixture(scope="module")
 def standin_model(tiny_checkpoint):
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
     standin.install(model)
@@ -133,7 +133,7 @@ def standin_model(tiny_checkpoint):
 ], ids=["crops", "crops-m2m-regions", "regions"])
 def test_generator_on_the_accelerator_with_the_standin(standin_model, params):
     """Crops, m2m and small-region removal on the device: the CPU's masks (stand-in decoder)."""
-    from test_automatic import assert_same_masks
+    from meta_reference import assert_same_masks
 
     image = np.zeros((300, 420, 3), np.uint8)
     params = AutomaticParams(**params)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import make_task, synthetic_image
 from infer_segment_anything_2.engine.parameters import PARAMETERS, ParameterError, parse_values
-from infer_segment_anything_2.engine.prompts import MAX_PROMPTS, Prompt, PromptError, parse_prompt
+from infer_segment_anything_2.engine.image.prompts import MAX_PROMPTS, Prompt, PromptError, parse_prompt
 
 PROMPT_KEYS = ("input_point", "input_point_label", "input_box")
 NUMERIC_KEYS = tuple(k for k, p in PARAMETERS.items() if p.kind in ("int", "float"))

@@ -1,11 +1,11 @@
-"""The parameter table (engine/parameters.py) and image conversion (engine/images.py)."""
+"""The parameter table (engine/parameters.py) and image conversion (engine/image/convert.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from infer_segment_anything_2.engine.images import to_rgb_uint8
-from infer_segment_anything_2.engine.models import MODELS
+from infer_segment_anything_2.engine.image.convert import to_rgb_uint8
+from infer_segment_anything_2.engine.model.table import MODELS
 from infer_segment_anything_2.engine.parameters import (PARAMETERS, ParameterError,
                                                          default_values, parse_values,
                                                          unknown_keys)

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import make_task, synthetic_image
-from infer_segment_anything_2.engine.automatic import AutomaticParams, generate
-from infer_segment_anything_2.engine.device import DeviceChoice
+from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
+from infer_segment_anything_2.engine.model.device import DeviceChoice
 
 sys.path.insert(0, str(Path(__file__).parent))
 import standin  # noqa: E402
@@ -51,7 +51,7 @@ def task(precision, tiny_checkpoint):
 def meta_context(precision):
     """Meta's reference runs under the same autocast as ours; in a process that imported Ikomia,
     also with static OpenMP teams, or PyTorch's bfloat16 CPU kernels return garbage
-    (``engine.device.static_openmp_teams``): ``DeviceChoice.compute`` gives both."""
+    (``engine.model.device.static_openmp_teams``): ``DeviceChoice.compute`` gives both."""
     return DeviceChoice(torch.device("cpu"), DTYPES[precision]).compute()
 
 
@@ -139,8 +139,8 @@ def test_automatic_options_in_bfloat16_match_meta(tiny_model, meta_tiny_model, p
 
 @pytest.fixture(scope="module")
 def standin_model(tiny_checkpoint):
-    from infer_segment_anything_2.engine.loader import build_model
-    from infer_segment_anything_2.engine.models import get_model_spec
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
 
     model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
     standin.install(model)
@@ -155,7 +155,7 @@ def standin_model(tiny_checkpoint):
 ], ids=["default", "crops-m2m-regions"])
 def test_automatic_masks_match_meta_under_autocast_with_the_standin(standin_model, dtype,
                                                                     params):
-    from test_automatic import assert_same_masks
+    from meta_reference import assert_same_masks
 
     choice = DeviceChoice(torch.device("cpu"), DTYPES[dtype])
     params = AutomaticParams(**params)

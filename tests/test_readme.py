@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from infer_segment_anything_2.engine.models import MODELS
+from infer_segment_anything_2.engine.model.table import MODELS
 from infer_segment_anything_2.engine.parameters import PARAMETERS
 
 

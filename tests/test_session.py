@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infer_segment_anything_2.engine.automatic import AutomaticParams
+from infer_segment_anything_2.engine.automatic.generator import AutomaticParams
 from infer_segment_anything_2.engine.cancel import GenerationCancelled
-from infer_segment_anything_2.engine.prompts import parse_prompt
+from infer_segment_anything_2.engine.image.prompts import parse_prompt
 from infer_segment_anything_2.engine.session import ModelKey, Sam2Session
 
 from conftest import synthetic_image
