@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from ikomia import core, dataprocess
 
-from .engine.automatic import AutomaticParams, count_steps
+from .engine.automatic import automatic_params, count_steps
 from .engine.cancel import GenerationCancelled
 from .engine.image import (Segmentation, label_map, paint_order_large_first, parse_prompt,
                            to_rgb_uint8)
@@ -83,7 +83,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
             if values["video_tracking"] or not named.prompt.is_empty or \
                     named.detections_connected:
                 return 1
-            return count_steps(_automatic_params(values)) + 1
+            return count_steps(automatic_params(values)) + 1
         except Exception:  # bad parameters: run() reports them
             return 1
 
@@ -231,7 +231,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
                                                values["multimask_output"],
                                                values["mask_threshold"], should_stop, precision)
         return self.session.segment_automatic(
-            image, _automatic_params(values), scale,
+            image, automatic_params(values), scale,
             on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop,
             precision=precision)
 
@@ -246,13 +246,6 @@ def _unique(names: List[str]) -> List[str]:
     seen = {n for i, n in enumerate(names) if n in names[:i]}
     return [n if n not in seen or names.index(n) == i else f"{n} {i + 1}"
             for i, n in enumerate(names)]
-
-
-def _automatic_params(values: Dict) -> AutomaticParams:
-    names = {"iou_thresh": "pred_iou_thresh"}
-    fields = AutomaticParams.__dataclass_fields__
-    return AutomaticParams(**{names.get(k, k): v for k, v in values.items()
-                              if names.get(k, k) in fields})
 
 
 def _color(i: int) -> List[int]:

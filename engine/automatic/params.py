@@ -3,7 +3,7 @@ progress steps. No torch, no model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from . import amg
 
@@ -27,6 +27,18 @@ class AutomaticParams:
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
     use_m2m: bool = False
+
+
+# The task's parameter keys that Meta's generator names differently.
+_RENAMED = {"iou_thresh": "pred_iou_thresh"}
+
+
+def automatic_params(values: Mapping[str, Any]) -> AutomaticParams:
+    """The generator's parameters from the task's parsed values
+    (:func:`engine.parameters.parse_values`): the automatic keys and ``mask_threshold``."""
+    fields = AutomaticParams.__dataclass_fields__
+    return AutomaticParams(**{_RENAMED.get(k, k): v for k, v in values.items()
+                              if _RENAMED.get(k, k) in fields})
 
 
 def count_steps(params: AutomaticParams) -> int:
