@@ -1,0 +1,160 @@
+"""Annotate a folder of images with SAM 2 masks: one COCO instances file, resumable.
+
+    python annotate.py IMAGES --out annotations.json [prompts] [model and automatic parameters]
+
+IMAGES is a folder (searched recursively for any image OpenCV reads) or a text file listing
+images. Prompts, one source: --coco-boxes FILE (a COCO instances file's boxes), --yolo-labels DIR
+(YOLO label files; --yolo-names data.yaml or classes.txt), --detector NAME (an Ikomia detection
+algorithm run before SAM 2 in one workflow), or none: automatic mode (category "object").
+Parameters are the task's (same names, same checks): --param KEY=VALUE or --KEY VALUE.
+Results go to OUT.parts.jsonl as each image is done: run the same command again to resume.
+--ray [ADDRESS] spreads the images over Ray Data actors (local instance or a cluster).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+PLUGIN = "infer_segment_anything_2"
+ROOT = Path(__file__).resolve().parent
+
+if __package__:  # imported as part of the plugin (tests, Python)
+    from .engine import dataset
+    from .engine.parameters import PARAMETERS, ParameterError, parse_values, unknown_keys
+else:  # run as a script: import the plugin's package from this folder, whatever its name
+    if PLUGIN not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(PLUGIN, ROOT / "__init__.py",
+                                                       submodule_search_locations=[str(ROOT)])
+        sys.modules[PLUGIN] = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(sys.modules[PLUGIN])
+    from infer_segment_anything_2.engine import dataset
+    from infer_segment_anything_2.engine.parameters import (PARAMETERS, ParameterError,
+                                                            parse_values, unknown_keys)
+
+# The task's parameters that make no sense for a dataset (prompts come from the sources above).
+NOT_FOR_DATASETS = ("input_point", "input_point_label", "input_box", "multimask_output",
+                    "video_tracking")
+KEYS = [k for k in PARAMETERS if k not in NOT_FOR_DATASETS]
+WEIGHTS_DIR = ROOT / "weights"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="annotate.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", metavar="IMAGES", help="folder of images, or a text file listing them")
+    p.add_argument("--out", required=True, help="the COCO instances file to write")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--coco-boxes", metavar="FILE", help="COCO instances JSON: its boxes are "
+                     "the prompts, its categories kept")
+    src.add_argument("--yolo-labels", metavar="DIR", help="YOLO label folder (<DIR>/<image "
+                     "path without extension>.txt)")
+    src.add_argument("--detector", metavar="NAME", help="Ikomia detection algorithm (e.g. "
+                     "infer_yolo_v8): its detections are the prompts")
+    p.add_argument("--yolo-names", metavar="FILE", help="class names: data.yaml or classes.txt")
+    p.add_argument("--detector-param", metavar="KEY=VALUE", action="append", default=[],
+                   help="a parameter of the detector (repeatable)")
+    p.add_argument("--format", choices=dataset.FORMATS, default="rle",
+                   help="segmentation as compressed RLE (default) or polygons")
+    p.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
+                   help="a parameter of the task (repeatable): " + ", ".join(KEYS))
+    params = p.add_argument_group("the task's parameters (README: Set algorithm parameters)")
+    for key in KEYS:
+        spec = PARAMETERS[key]
+        params.add_argument("--" + key.replace("_", "-"), dest="p_" + key, metavar="VALUE",
+                            help=f"{spec.help} ({spec.expected()})")
+    run = p.add_argument_group("running")
+    run.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run on Ray Data actors: a local instance, or the cluster at ADDRESS")
+    run.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
+    run.add_argument("--threads", type=int, default=0, help="torch threads per process "
+                     "(default: torch's in one process; cores / workers with --ray)")
+    run.add_argument("--batch-size", type=int, default=1, help="images per Ray batch")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _pairs(items: List[str], flag: str) -> Dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ParameterError(flag, f"got {item!r}", "KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def task_values(args: argparse.Namespace) -> Dict[str, str]:
+    """The task parameters given (strings), checked with the task's own rules: an unknown or
+    bad one raises ``ParameterError`` naming it."""
+    values = _pairs(args.param, "--param")
+    values.update({k: getattr(args, "p_" + k) for k in KEYS
+                   if getattr(args, "p_" + k) is not None})
+    bad = dict(unknown_keys(values))
+    bad.update({k: None for k in values if k in NOT_FOR_DATASETS})
+    if bad:
+        key, hint = next(iter(bad.items()))
+        raise ParameterError(key, "not a parameter of annotate.py" +
+                             (f" (did you mean {hint!r}?)" if hint else ""), ", ".join(KEYS))
+    parse_values(values)
+    return values
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        values = task_values(args)
+    except ParameterError as exc:
+        parser.error(str(exc))
+    images = dataset.list_images(args.images)
+    names = [name for name, _ in images]
+    boxes = None
+    if args.coco_boxes:
+        boxes = dataset.read_coco_boxes(args.coco_boxes, names)
+    elif args.yolo_labels:
+        boxes = dataset.read_yolo_boxes(args.yolo_labels, names, args.yolo_names and
+                                        dataset.read_yolo_names(args.yolo_names))
+    items = dataset.work_items(images, boxes)
+    categories = boxes.categories if boxes else (
+        None if args.detector else [dict(dataset.AUTOMATIC_CATEGORY)])
+    if args.threads > 0 and not args.ray:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with dataset.PartStore(dataset.parts_path(args.out)) as store:
+        if args.detector:
+            if args.ray:
+                parser.error("--detector runs in one process (an Ikomia workflow); use "
+                             "--coco-boxes or --yolo-labels with --ray")
+            ikomia_annotate = _glue()
+            segment = ikomia_annotate.DetectorSegmenter(args.detector, values, _pairs(
+                args.detector_param, "--detector-param"))
+            dataset.run_items(items, segment, store, args.format, not args.no_progress)
+        elif args.ray:
+            from infer_segment_anything_2.engine.dataset.ray_runner import run_items_ray
+
+            run_items_ray(items, values, str(WEIGHTS_DIR), store, args.format, args.ray,
+                          args.workers, parse_values(values)["cuda"], args.threads,
+                          args.batch_size, not args.no_progress)
+        else:
+            segment = dataset.Annotator(values, str(WEIGHTS_DIR))
+            dataset.run_items(items, segment, store, args.format, not args.no_progress)
+        counts = dataset.finish(args.out, items, store, categories)
+    print(f"{args.out}: {counts['images']} of {len(items)} images, {counts['annotations']} "
+          f"annotations, {counts['categories']} categories, {counts['errors']} errors" +
+          (f" (see {dataset.errors_path(args.out)})" if counts["errors"] else ""))
+    return 0 if counts["errors"] == 0 else 1
+
+
+def _glue():
+    """The Ikomia side (imports ikomia, so only for --detector)."""
+    os.environ.setdefault("IKOMIA_AUTO_COMPLETION", "0")
+    return importlib.import_module(PLUGIN + ".ikomia_annotate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

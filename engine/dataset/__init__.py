@@ -1,0 +1,30 @@
+"""Annotate a dataset: a folder (or list) of images to a COCO instances file, resumable, in one
+process or on Ray Data actors.
+
+Entry points: :func:`list_images` / :func:`read_coco_boxes` / :func:`read_yolo_boxes` /
+:func:`work_items` (:mod:`.sources`: what to annotate, ids ``1..N`` from the sorted list, boxes
+from files), :class:`Annotator` (:mod:`.runner`: the task's engine, :class:`engine.session.Sam2Session`,
+box prompts or automatic mode), :func:`run_items` (one process) or
+:func:`.ray_runner.run_items_ray` (Ray, imported only when called), :class:`PartStore`
+(:mod:`.store`: one JSON line per image, fsynced, deduplicated by file name) and :func:`finish`
+(:mod:`.coco_writer`: the COCO file written atomically, RLE or polygons, and the errors report).
+``annotate.py`` at the plugin's root is the command line; ``ikomia_annotate.py`` (glue) runs an
+Ikomia detector before the task.
+
+Coordinates: COCO ``bbox`` is XYWH floats of the mask's pixels; boxes given to the engine are
+XYXY pixels (``x2 = x + w``, as the task reads a detection).
+
+May import: :mod:`engine.model`, :mod:`engine.image`, :mod:`engine.automatic`,
+:mod:`engine.parameters`, :mod:`engine.session`.
+"""
+from .coco_writer import FORMATS, mask_annotations, mask_polygons, write_coco
+from .runner import (AUTOMATIC_CATEGORY, Annotator, annotate_item, errors_path, finish,
+                     parts_path, run_items)
+from .sources import (BoxFile, WorkItem, list_images, read_coco_boxes, read_image,
+                      read_yolo_boxes, read_yolo_names, work_items)
+from .store import PartStore
+
+__all__ = ["FORMATS", "mask_annotations", "mask_polygons", "write_coco", "AUTOMATIC_CATEGORY",
+           "Annotator", "annotate_item", "errors_path", "finish", "parts_path", "run_items",
+           "BoxFile", "WorkItem", "list_images", "read_coco_boxes", "read_image",
+           "read_yolo_boxes", "read_yolo_names", "work_items", "PartStore"]
