@@ -35,10 +35,10 @@ else:  # run as a script: import the plugin's package from this folder, whatever
     from infer_segment_anything_2.engine.parameters import (PARAMETERS, ParameterError,
                                                             parse_values, unknown_keys)
 
-# The task's parameters that make no sense for a dataset (prompts come from the sources above).
-NOT_FOR_DATASETS = ("input_point", "input_point_label", "input_box", "multimask_output",
-                    "video_tracking")
-KEYS = [k for k in PARAMETERS if k not in NOT_FOR_DATASETS]
+# The task's parameters that apply to a dataset: the model, precision and automatic ones, and
+# mask_threshold. The prompt and video ones do not (prompts come from the sources above).
+KEYS = [k for k, p in PARAMETERS.items()
+        if p.group in ("General", "Automatic") or k == "mask_threshold"]
 WEIGHTS_DIR = ROOT / "weights"
 
 
@@ -94,7 +94,7 @@ def task_values(args: argparse.Namespace) -> Dict[str, str]:
     values.update({k: getattr(args, "p_" + k) for k in KEYS
                    if getattr(args, "p_" + k) is not None})
     bad = dict(unknown_keys(values))
-    bad.update({k: None for k in values if k in NOT_FOR_DATASETS})
+    bad.update({k: None for k in values if k in PARAMETERS and k not in KEYS})
     if bad:
         key, hint = next(iter(bad.items()))
         raise ParameterError(key, "not a parameter of annotate.py" +

@@ -186,6 +186,7 @@ def test_unknown_or_bad_parameters_are_named(tmp_path, capsys):
              (["--points-per-side", "0"], "points_per_side: 0 is out of range. Expected an "
                                           "integer from 1 to 256."),
              (["--param", "input_box=[1,2,3,4]"], "input_box: not a parameter"),
+             (["--param", "multimask_output=True"], "multimask_output: not a parameter"),
              (["--param", "model_name"], "--param: got 'model_name'. Expected KEY=VALUE."),
              (["--model-name", "sam3"], "model_name: unknown value 'sam3'")]
     for argv, message in cases:
