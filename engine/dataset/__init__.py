@@ -7,7 +7,8 @@ from files), :class:`Annotator` (:mod:`.runner`: the task's engine, :class:`engi
 box prompts or automatic mode), :func:`run_items` (one process) or
 :func:`.ray_runner.run_items_ray` (Ray, imported only when called), :class:`PartStore`
 (:mod:`.store`: one JSON line per image, fsynced, deduplicated by file name) and :func:`finish`
-(:mod:`.coco_writer`: the COCO file written atomically, RLE or polygons, and the errors report).
+(:mod:`.runner`: the COCO file of :mod:`.coco_writer`, RLE or polygons, written atomically, and
+the errors report).
 ``annotate.py`` at the plugin's root is the command line; ``ikomia_annotate.py`` (glue) runs an
 Ikomia detector before the task.
 
