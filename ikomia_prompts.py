@@ -50,11 +50,12 @@ class NamedPrompt:
                            self.box_confidences + other.box_confidences,
                            self.detections_connected or other.detections_connected)
 
-    def object_names(self) -> List[str]:
-        """One name per object of the prompt (see the module docstring)."""
+    def object_names(self, default: bool = True) -> List[str]:
+        """One name per object of the prompt (see the module docstring); with ``default``
+        False an unnamed object's name is "" (video mode names it by its id)."""
         n = self.prompt.num_objects
         names = self.box_names if len(self.prompt.boxes) == n else [""] * n
-        return [name or f"object {i + 1}" for i, name in enumerate(names)]
+        return [name or (f"object {i + 1}" if default else "") for i, name in enumerate(names)]
 
     def object_confidences(self) -> List[Optional[float]]:
         """The detector's confidence per object, None for an object that is not a detection."""
@@ -87,6 +88,18 @@ def detections_prompt(detections, own_input) -> NamedPrompt:
                             "detections", allow_flat=True)
     return NamedPrompt(Prompt(boxes=boxes), [o.label for o in objects],
                        [float(o.confidence) for o in objects], connected or bool(len(objects)))
+
+
+def video_detections(detections, own_input) -> Tuple[List[List[float]], List[str], List[float]]:
+    """A ``CObjectDetectionIO``'s detections as they are (video mode checks them itself and
+    skips bad boxes with a warning): continuous XYXY boxes from ``x, y, w, h``, class names,
+    confidences."""
+    if detections is None or not detections.is_data_available():
+        return [], [], []
+    objects = detections.get_objects()
+    boxes = [[float(x), float(y), float(x) + float(w), float(y) + float(h)]
+             for x, y, w, h in (o.box for o in objects)]
+    return boxes, [o.label for o in objects], [float(o.confidence) for o in objects]
 
 
 def graphics_prompt(graphics, skip: Optional[NamedPrompt] = None) -> NamedPrompt:

@@ -11,12 +11,13 @@ from ikomia import core, dataprocess
 
 from .engine.automatic import automatic_params, count_steps
 from .engine.cancel import GenerationCancelled
-from .engine.image import (Segmentation, label_map, paint_order_large_first, parse_prompt,
+from .engine.image import (Prompt, Segmentation, label_map, paint_order_large_first, parse_prompt,
                            to_rgb_uint8)
 from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
 from .engine.session import ModelKey, Sam2Session
-from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt
+from .engine.video import VideoOptions, clean_detections
+from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt, video_detections
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +110,23 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
 
     # -- inputs -------------------------------------------------------------------------------
     def _prompts(self, values: Dict) -> NamedPrompt:
-        """Graphics (input 1), then the prompt parameters, then the detections (input 2)."""
-        detections = detections_prompt(self.get_input(DETECTIONS_INPUT), self._own_detections)
+        """Graphics (input 1), then the prompt parameters, then the detections (input 2); in
+        video mode without the detections, which are matched to the objects instead
+        (:meth:`_video_detections`)."""
+        if values["video_tracking"]:  # only to recognise their rectangles in the graphics
+            boxes, classes, _ = video_detections(self.get_input(DETECTIONS_INPUT),
+                                                 self._own_detections)
+            detections = NamedPrompt(Prompt(boxes=np.asarray(boxes, np.float32).reshape(-1, 4)),
+                                     classes)
+        else:
+            detections = detections_prompt(self.get_input(DETECTIONS_INPUT),
+                                           self._own_detections)
         drawn = graphics_prompt(self.get_input(1), skip=detections)
         typed = NamedPrompt(parse_prompt(values["input_point"], values["input_point_label"],
                                          values["input_box"]))
-        named = drawn.merged(typed).merged(detections)
+        named = drawn.merged(typed)
+        if not values["video_tracking"]:
+            named = named.merged(detections)
         named.prompt.check_objects()
         return named
 
@@ -165,26 +177,31 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         self._write_instances(seg, class_of[seg.object_index], labels, scores)
 
     def _write_video_outputs(self, seg: Segmentation) -> None:
-        """Video mode: object k (0-based) is label k + 1 and instance id k on every frame, with
-        its name; an object absent from the frame keeps its place with an empty mask."""
-        names = _unique(self.session.video.names)
-        if len(names) > MAX_LABEL:
-            _warn_label_limit(len(names), "objects")
-        self._set_label_output(1, label_map(seg.masks, labels=np.arange(1, len(seg) + 1),
-                                            shape=seg.image_shape, max_label=MAX_LABEL),
+        """Video mode: the object of id k (from 0) is label k + 1 and instance id k on every
+        frame, with its name; an object absent from the frame keeps its id with an empty mask."""
+        video = self.session.video
+        ids = seg.object_index.astype(int)
+        top = int(ids.max()) + 1 if len(ids) else 0
+        names = _unique([video.name_of(i) for i in range(top)])  # label k + 1: id k
+        if top > MAX_LABEL:
+            _warn_label_limit(top, "object ids")
+        self._set_label_output(1, label_map(seg.masks, labels=ids + 1, shape=seg.image_shape,
+                                            max_label=MAX_LABEL),
                                ["background"] + names[:MAX_LABEL])
-        self._write_instances(seg, np.arange(len(seg)), names, seg.scores)
+        self._write_instances(seg, ids, [names[i] for i in ids], seg.scores, ids)
 
     def _write_instances(self, seg: Segmentation, class_index: np.ndarray, labels: List[str],
-                         confidences) -> None:
-        """Instance output: mask i with its inclusive box, class, label and confidence."""
+                         confidences, ids: Optional[np.ndarray] = None) -> None:
+        """Instance output: mask i with its inclusive box, class, label and confidence, as
+        instance ``ids[i]`` (default: i)."""
         out = self.get_output(1 + NUM_MASK_OUTPUTS)
         out.init(self.name, 0, *seg.image_shape[::-1])
         for i in range(len(seg)):
             x1, y1, x2, y2 = (float(v) for v in seg.boxes[i])  # inclusive: width x2 - x1 + 1
             w, h = (x2 - x1 + 1, y2 - y1 + 1) if seg.masks[i].any() else (0.0, 0.0)
-            out.add_object(i, 0, int(class_index[i]), labels[i], float(confidences[i]),
-                           x1, y1, w, h, seg.masks[i].astype(np.uint8), _color(i))
+            k = i if ids is None else int(ids[i])
+            out.add_object(k, 0, int(class_index[i]), labels[i], float(confidences[i]),
+                           x1, y1, w, h, seg.masks[i].astype(np.uint8), _color(k))
 
     # -- run ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -222,8 +239,15 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         should_stop = lambda: self._stop_requested  # noqa: E731
         precision = values["precision"]
         if values["video_tracking"]:
-            return self.session.track_video(image, named.prompt, named.object_names(),
-                                            values["mask_threshold"], should_stop, precision)
+            boxes, classes, confidences = video_detections(self.get_input(DETECTIONS_INPUT),
+                                                           self._own_detections)
+            detections, problems = clean_detections(boxes, classes, confidences, image.shape[:2])
+            for problem in problems:
+                logger.warning("infer_segment_anything_2: %s", problem)
+            return self.session.track_video(
+                image, named.prompt, named.object_names(default=False), values["mask_threshold"],
+                should_stop, precision, detections, _video_options(values),
+                automatic_params(values) if values["video_seed_every"] else None)
         if named.prompt.is_empty and not automatic:  # a detector found nothing: no object
             return Segmentation.empty(*image.shape[:2])
         if not automatic:
@@ -234,6 +258,11 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
             image, automatic_params(values), scale,
             on_batch=lambda done, total: self.emit_step_progress(), should_stop=should_stop,
             precision=precision)
+
+
+def _video_options(values: Dict) -> VideoOptions:
+    """The video parameters (``video_<field>``) as the engine's options."""
+    return VideoOptions(**{f: values["video_" + f] for f in VideoOptions.__dataclass_fields__})
 
 
 def _warn_label_limit(count: int, what: str) -> None:

@@ -28,6 +28,7 @@ from .engine.parameters import PARAMETERS, ParameterError, ParamSpec
 from .infer_segment_anything_2_process import InferSegmentAnything2Param
 
 GROUPS = tuple(dict.fromkeys(p.group for p in PARAMETERS.values()))  # table order
+FOLDED = ("Automatic", "Video")  # sections folded when the widget opens
 FILE_KEYS = {"model_weight_file": "PyTorch checkpoint (*.pt *.pth);;All files (*)"}
 ERROR_STYLE = "color: #c62828;"
 FOREGROUND_CATEGORY = "foreground"
@@ -112,7 +113,7 @@ class InferSegmentAnything2Widget(core.CWorkflowTaskWidget):
         self.main_layout = QVBoxLayout()
         self.main_layout.setSpacing(4)
         for group in GROUPS:
-            section = CollapsibleSection(group, expanded=group != "Automatic")
+            section = CollapsibleSection(group, expanded=group not in FOLDED)
             self.sections[group] = section
             self.main_layout.addWidget(section)
             row = 0

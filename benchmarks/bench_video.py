@@ -20,7 +20,7 @@ frame's outputs; ours streams.
 at 128x128): memory over a long video without hours of CPU time.
 
 Usage: .venv/bin/python benchmarks/bench_video.py [--frames 24] [--model sam2.1_hiera_tiny]
-       [--long 2000] [--threads 2] [--json out.json]
+       [--objects 1 4 16] [--long 2000] [--threads 2] [--json out.json]
 """
 from __future__ import annotations
 
@@ -71,9 +71,16 @@ def make_clip(folder: Path, frames: int, image_name: str) -> list:
     return out
 
 
-def _box() -> np.ndarray:
+def _boxes(k: int) -> np.ndarray:
+    """``k`` boxes on frame 0: the middle third of the frame for one object, else a grid of
+    boxes over the frame (XYXY pixels)."""
     h, w = WINDOW
-    return np.array([w / 3, h / 3, 2 * w / 3, 2 * h / 3], np.float32)
+    if k == 1:
+        return np.array([[w / 3, h / 3, 2 * w / 3, 2 * h / 3]], np.float32)
+    side = int(np.ceil(np.sqrt(k)))
+    bw, bh = w / side, h / side
+    return np.array([[c * bw + bw / 4, r * bh + bh / 4, c * bw + 3 * bw / 4, r * bh + 3 * bh / 4]
+                     for r in range(side) for c in range(side)][:k], np.float32)
 
 
 def worker(args) -> None:
@@ -104,12 +111,13 @@ def worker(args) -> None:
             start = time.perf_counter()
             state = predictor.init_state(str(folder))
             init_s = time.perf_counter() - start
-            start = time.perf_counter()  # frame 0: the prompt, then its output (init_state
-            predictor.add_new_points_or_box(state, 0, 1, box=_box())  # encoded the image)
+            start = time.perf_counter()  # frame 0: the prompts, then its output (init_state
+            for k, box in enumerate(_boxes(args.objects)):  # encoded the image)
+                predictor.add_new_points_or_box(state, 0, k + 1, box=box)
             for _, _, video_masks in predictor.propagate_in_video(state):
                 now = time.perf_counter()
                 times.append(now - start)
-                masks.append((video_masks[0, 0] > 0).numpy())
+                masks.append((video_masks[:, 0] > 0).numpy())
                 start = time.perf_counter()
     else:
         from infer_segment_anything_2.engine.model.device import CPU
@@ -117,12 +125,13 @@ def worker(args) -> None:
 
         tracker = VideoTracker(model, CPU, fill_hole_area=0)
         loaded, init_s = _rss_mib(), 0.0
-        box = (_box().reshape(2, 2), np.array([2, 3], np.int32))
+        boxes = {k: (b.reshape(2, 2), np.array([2, 3], np.int32))
+                 for k, b in enumerate(_boxes(args.objects))}
         for t in range(n):
             frame = np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB"))
             start = time.perf_counter()
-            result = tracker.track(frame, {0: box} if t == 0 else {})
-            masks.append(result.masks(*frame.shape[:2])[0])
+            result = tracker.track(frame, boxes if t == 0 else {})
+            masks.append(result.masks(*frame.shape[:2]))
             times.append(time.perf_counter() - start)
     np.save(args.save, np.packbits(np.stack(masks), axis=-1))
     print(json.dumps(dict(times=times, init_s=init_s, rss_loaded=loaded, rss_end=_rss_mib())))
@@ -158,7 +167,8 @@ def long_worker(args) -> None:
 
 
 def _child(args, extra) -> dict:
-    cmd = [sys.executable, __file__, "--model", args.model, "--threads", str(args.threads)] + extra
+    cmd = [sys.executable, __file__, "--model", args.model, "--threads", str(args.threads),
+           "--objects", str(args.objects)] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -170,6 +180,8 @@ def main() -> None:
     ap.add_argument("--model", default="sam2.1_hiera_tiny")
     ap.add_argument("--image", default="truck.jpg")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--objects", type=int, nargs="+", dest="counts", default=[1],
+                    help="object counts to compare (boxes on frame 0), e.g. 1 4 16")
     ap.add_argument("--long", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--side", help=argparse.SUPPRESS)
@@ -177,33 +189,38 @@ def main() -> None:
     ap.add_argument("--save", help=argparse.SUPPRESS)
     ap.add_argument("--long-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.objects = args.counts[0]
     if args.long_worker:
         return long_worker(args)
     if args.side:
         return worker(args)
     tmp = Path(tempfile.mkdtemp(prefix="sam2-bench-video-"))
     make_clip(tmp, args.frames, args.image)
-    report = {"frames": args.frames, "model": args.model, "threads": args.threads}
-    masks = {}
-    for side in ("meta", "ours"):
-        report[side] = _child(args, ["--side", side, "--clip", str(tmp),
-                                     "--save", str(tmp / f"{side}.npy")])
-        masks[side] = np.unpackbits(np.load(tmp / f"{side}.npy"), axis=-1)[..., :WINDOW[1]]
-    inter = (masks["meta"] & masks["ours"]).sum(axis=(1, 2))
-    union = (masks["meta"] | masks["ours"]).sum(axis=(1, 2))
-    report["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
-    print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} threads; "
-          f"masks: min IoU ours vs Meta {report['min_mask_iou']:.4f}")
-    print("side | first frame | per frame (frames >= 8, median) | init_state | RSS loaded -> end "
-          "| growth per frame")
-    for side in ("meta", "ours"):
-        r = report[side]
-        steady = statistics.median(r["times"][8:]) if len(r["times"]) > 8 else float("nan")
-        growth = (r["rss_end"] - r["rss_loaded"]) / args.frames
-        r.update(steady_s=steady, growth_mib_per_frame=growth)
-        print(f"{side} | {r['times'][0]:.2f} s | {steady:.2f} s | {r['init_s']:.2f} s | "
-              f"{r['rss_loaded']:.0f} -> {r['rss_end']:.0f} MiB | {growth:.1f} MiB")
-    print(f"per frame: Meta / ours = {report['meta']['steady_s'] / report['ours']['steady_s']:.2f}")
+    report = {"frames": args.frames, "model": args.model, "threads": args.threads, "runs": {}}
+    print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} "
+          f"threads; boxes on frame 0, then tracking")
+    print("objects | side | first frame | per frame (frames >= 8, median) | per object | "
+          "init_state | RSS loaded -> end | min mask IoU ours vs Meta")
+    for count in args.counts:
+        args.objects = count
+        run, masks = {}, {}
+        for side in ("meta", "ours"):
+            run[side] = _child(args, ["--side", side, "--clip", str(tmp),
+                                      "--save", str(tmp / f"{side}.npy")])
+            masks[side] = np.unpackbits(np.load(tmp / f"{side}.npy"), axis=-1)[..., :WINDOW[1]]
+        inter = (masks["meta"] & masks["ours"]).sum(axis=(-2, -1))
+        union = (masks["meta"] | masks["ours"]).sum(axis=(-2, -1))
+        run["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
+        for side in ("meta", "ours"):
+            r = run[side]
+            steady = statistics.median(r["times"][8:]) if len(r["times"]) > 8 else float("nan")
+            r.update(steady_s=steady, per_object_s=steady / count)
+            print(f"{count} | {side} | {r['times'][0]:.2f} s | {steady:.2f} s | "
+                  f"{steady / count:.2f} s | {r['init_s']:.2f} s | {r['rss_loaded']:.0f} -> "
+                  f"{r['rss_end']:.0f} MiB | {run['min_mask_iou']:.4f}")
+        run["meta_over_ours"] = run["meta"]["steady_s"] / run["ours"]["steady_s"]
+        print(f"{count} objects: per frame Meta / ours = {run['meta_over_ours']:.2f}")
+        report["runs"][count] = run
     if args.long:
         report["long"] = _child(args, ["--long-worker", "--long", str(args.long)])
         rss = report["long"]["rss"]

@@ -115,7 +115,7 @@ class ParamSpec:
         return str(value)
 
 
-_G, _P, _A = "General", "Prompt", "Automatic"
+_G, _P, _A, _V = "General", "Prompt", "Automatic", "Video"
 
 PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
     ParamSpec("model_name", "choice", DEFAULT_MODEL, _G,
@@ -153,10 +153,6 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
     ParamSpec("mask_threshold", "float", 0.0, _P,
               "Logit threshold that turns mask logits into masks (0 = probability 0.5; may be "
               "negative to grow masks).", minimum=-100.0, maximum=100.0),
-    ParamSpec("video_tracking", "bool", False, _P,
-              "Video: successive runs are successive frames of one video; the prompted objects "
-              "are tracked from frame to frame with SAM 2's memory (prompts are taken on the "
-              "frame where they appear or change; a new frame size starts a new video)."),
     ParamSpec("points_per_side", "int", 32, _A,
               "Grid of points_per_side x points_per_side point prompts over the image.",
               minimum=1, maximum=256),
@@ -190,6 +186,27 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
     ParamSpec("min_mask_region_area", "int", 0, _A,
               "Remove islands and fill holes smaller than this many pixels (0 = off).",
               minimum=0, maximum=10**8),
+    ParamSpec("video_tracking", "bool", False, _V,
+              "Video: successive runs are successive frames of one video; the objects are "
+              "tracked from frame to frame with SAM 2's memory (prompts are taken on the frame "
+              "where they appear or change; detections are matched to the objects; a new frame "
+              "size starts a new video)."),
+    ParamSpec("video_seed_every", "int", 0, _V,
+              "Track everything: on frame 0 and every N frames the automatic mode (Automatic "
+              "parameters) runs on the frame and each mask not covered by an object starts a "
+              "new one. 0 = off.", minimum=0, maximum=10**6),
+    ParamSpec("video_reapply_every", "int", 0, _V,
+              "Re-apply the detections matched to objects as box prompts every N frames (for "
+              "tracks that drift). 0 = never: the memory tracks them.", minimum=0, maximum=10**6),
+    ParamSpec("video_match_iou", "float", 0.3, _V,
+              "Box IoU a detection needs with an object's mask box to be that object (else it "
+              "starts a new object).", minimum=0, maximum=1),
+    ParamSpec("video_max_objects", "int", 32, _V,
+              "Objects of a video at most; new ones past it are not started (one warning per "
+              "video).", minimum=1, maximum=1000),
+    ParamSpec("video_drop_after", "int", 0, _V,
+              "Drop an object absent this many frames in a row (its id is not reused). 0 = "
+              "never.", minimum=0, maximum=10**6),
 )}
 
 MODEL_KEYS = tuple(k for k, p in PARAMETERS.items() if p.reload_model)

@@ -9,15 +9,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .automatic.generator import AutomaticParams, ProgressCallback, generate
+from .automatic import AutomaticParams, ProgressCallback, generate
 from .cancel import StopCheck, stoppable_encoder
 from .model.device import DeviceChoice, select_device
 from .model.loader import build_model
 from .model.table import get_model_spec
-from .image.predictor import PromptPredictor
+from .image.predictor import PromptPredictor, embedding_from_features
 from .image.prompts import Prompt
 from .image.results import Segmentation
-from .video.session import VideoSession
+from .video import Detections, VideoOptions, VideoSession
 from .model.weights import CheckpointError, ensure_checkpoint, weight_file_problem
 
 logger = logging.getLogger(__name__)
@@ -124,12 +124,27 @@ class Sam2Session:
 
     def track_video(self, image: np.ndarray, prompt: Prompt, names: Sequence[str] = (),
                     mask_threshold: float = 0.0, should_stop: Optional[StopCheck] = None,
-                    precision: str = "auto") -> Segmentation:
+                    precision: str = "auto", detections: Optional[Detections] = None,
+                    options: VideoOptions = VideoOptions(),
+                    automatic: Optional[AutomaticParams] = None) -> Segmentation:
         """Video mode: ``image`` is the next frame of the video (see
-        :mod:`engine.video.session` for what its prompt does and what starts a new video).
+        :mod:`engine.video.session` for what its prompts, detections and seeding do and what
+        starts a new video). ``automatic``: the automatic mode's parameters for seeding
+        (``options.seed_every``).
 
-        ``should_stop`` interrupts the image encoder and is polled between objects; a stopped
-        frame leaves the video as it was (the next frame continues it)."""
+        ``should_stop`` interrupts the image encoder and is polled between batches of objects;
+        a stopped frame leaves the video as it was (the next frame continues it)."""
+        choice = self.choice(precision)
+
+        def seed(frame: np.ndarray, staged) -> Segmentation:
+            """The automatic mode on the frame's own features (no second encoding)."""
+            feats, _, _ = self.video.tracker.features(staged, 1)
+            emb = embedding_from_features(self.model, feats, frame.shape[:2], frame.shape[:2],
+                                          choice)
+            return generate(self.model, frame, automatic, 1.0, choice, should_stop=should_stop,
+                            embedding=emb)
+
+        seeder = seed if automatic is not None else None
         with stoppable_encoder(self.model, should_stop):
-            return self.video.frame(self.model, self.choice(precision), image, prompt, names,
-                                    mask_threshold, should_stop)
+            return self.video.frame(self.model, choice, image, prompt, names, detections,
+                                    options, mask_threshold, should_stop, seeder)

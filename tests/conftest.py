@@ -75,6 +75,35 @@ def random_checkpoint(model_name: str = "sam2.1_hiera_tiny", seed: int = 0) -> P
     return _CHECKPOINTS[key]
 
 
+def present_checkpoint_path(model_name: str = "sam2.1_hiera_tiny", seed: int = 0,
+                            raise_by: float = 20.0) -> Path:
+    """:func:`random_checkpoint` with the object-score head's last bias raised by ``raise_by``:
+    SAM 2 then finds every object present (random weights often score objects absent, and
+    their logits become -1024 on both sides of a comparison, which any comparison passes)."""
+    key = (model_name, seed, "present", raise_by)
+    if key not in _CHECKPOINTS:
+        state = torch.load(random_checkpoint(model_name, seed), weights_only=True)
+        state["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"] += raise_by
+        path = _CKPT_DIR / f"{model_name}-seed{seed}-present.pt"
+        torch.save(state, path)
+        _CHECKPOINTS[key] = path
+    return _CHECKPOINTS[key]
+
+
+@pytest.fixture(scope="session")
+def present_checkpoint() -> Path:
+    """SAM 2.1 tiny, random weights (seed 0), objects always scored present."""
+    return present_checkpoint_path()
+
+
+@pytest.fixture(scope="session")
+def present_model(present_checkpoint):
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+
+    return build_model(get_model_spec("sam2.1_hiera_tiny"), present_checkpoint)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
     """SAM 2.1 tiny, random weights, seed 0."""

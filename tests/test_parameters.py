@@ -185,3 +185,18 @@ def test_non_numeric_image_is_an_error_naming_image():
     with pytest.raises(ParameterError) as info:
         to_rgb_uint8(np.array([["a", "b"]], dtype=object))
     assert info.value.param == "image"
+
+
+def test_video_parameters_defaults_and_errors():
+    """Video mode's counts are integers >= 0 (0 = off), its IoU a number in [0, 1]; errors name
+    the parameter."""
+    values = parse_values({})
+    assert {k: values[k] for k in PARAMETERS if k.startswith("video_")} == {
+        "video_tracking": False, "video_seed_every": 0, "video_reapply_every": 0,
+        "video_match_iou": 0.3, "video_max_objects": 32, "video_drop_after": 0}
+    for key, bad in (("video_seed_every", "-1"), ("video_drop_after", "2.5"),
+                     ("video_reapply_every", "often"), ("video_match_iou", "1.5"),
+                     ("video_match_iou", "-0.1"), ("video_max_objects", "0")):
+        with pytest.raises(ParameterError) as info:
+            parse_values({key: bad})
+        assert str(info.value).startswith(f"{key}:")

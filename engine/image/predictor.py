@@ -93,12 +93,22 @@ def encode_image(model, image: np.ndarray, orig_hw: Optional[Tuple[int, int]] = 
     with choice.compute():
         backbone = model.forward_image(batch)
         _, feats, _, _ = model._prepare_backbone_features(backbone)
+    hw = tuple(image.shape[:2])
+    return embedding_from_features(model, feats, tuple(orig_hw or hw), hw, choice)
+
+
+def embedding_from_features(model, feats: List[torch.Tensor], orig_hw: Tuple[int, int],
+                            input_hw: Tuple[int, int], choice: DeviceChoice) -> ImageEmbedding:
+    """An :class:`ImageEmbedding` of the backbone's flattened features (``(HW, 1, C)`` per level,
+    as ``_prepare_backbone_features`` gives them), with ``no_mem_embed`` added as the image
+    predictor does: the video mode's frame features serve the automatic mode without a second
+    encoding."""
+    feats = list(feats)
     if model.directly_add_no_mem_embed:
         feats[-1] = feats[-1] + model.no_mem_embed
     sizes = [(model.image_size // s, model.image_size // s) for s in (4, 8, 16)]
     maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes)]
-    hw = tuple(image.shape[:2])
-    return ImageEmbedding(maps[-1], maps[:-1], tuple(orig_hw or hw), hw, choice)
+    return ImageEmbedding(maps[-1], maps[:-1], tuple(orig_hw), tuple(input_hw), choice)
 
 
 def prompt_tensors(prompt: Prompt, orig_hw: Tuple[int, int], resolution: int,

@@ -133,3 +133,135 @@ def test_readme_video_example_runs(tiny_checkpoint, tmp_path, monkeypatch, capsy
     assert len(lines) == 3  # one line per frame, both objects on each
     assert all("(0, 'object 1'" in line and "(1, 'object 2'" in line for line in lines)
     assert namespace["sam"].session.video.frame_index == -1  # reset_video() at the end
+
+
+def scripted_detector(world, classes=True):
+    """A ``CObjectDetectionTask`` made in Python: on its k-th run it emits the world's objects
+    of frame k, in a new order each frame (as a detector lists its boxes)."""
+    from ikomia import core, dataprocess
+
+    class ScriptedDetector(dataprocess.CObjectDetectionTask):
+        def __init__(self):
+            dataprocess.CObjectDetectionTask.__init__(self, "scripted_detector")
+            self.set_param_object(core.CWorkflowTaskParam())
+            self.frame = 0
+
+        def run(self):
+            self.begin_task_run()
+            dets = world.detections(self.frame, classes=classes)
+            names = sorted(set(dets.classes)) or ["object"]
+            self.set_names(names)
+            for i, (box, cls) in enumerate(zip(dets.boxes, dets.classes)):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                self.add_object(i, names.index(cls), 0.9, x1, y1, x2 - x1, y2 - y1)
+            self.frame += 1
+            self.end_task_run()
+
+    return ScriptedDetector()
+
+
+def test_detections_in_a_new_order_keep_ids_and_names(tiny_checkpoint):
+    """Detect then track through Ikomia: a detector whose boxes come in another order on every
+    frame and that finds a new object on frame 2. Ids, names and label values stay with the
+    objects (Ikomia also draws the detections on the graphics input: not taken as prompts);
+    the new object gets the next id. The tracking is a scripted perfect tracker
+    (tests/world.py), so that what is checked is the task's handling of detections."""
+    from ikomia.dataprocess.workflow import Workflow
+
+    from world import PerfectTracker, World
+
+    def box(x, y, s=20):
+        return [x, y, x + s, y + s]
+
+    world = World({"car": [box(10 + 6 * t, 10) for t in range(5)],
+                   "dog": [box(100 - 5 * t, 60) for t in range(5)],
+                   "person": [None, None] + [box(60, 90) for _ in range(3)]})
+    wf = Workflow()
+    detector = scripted_detector(world)
+    wf.add_task(task=detector, auto_connect=True)
+    sam = wf.add_task(name="infer_segment_anything_2", auto_connect=True, public_hub=False,
+                      private_hub=False)
+    sam.set_parameters({"model_name": "sam2.1_hiera_tiny",
+                        "model_weight_file": str(tiny_checkpoint), "video_tracking": "True"})
+    sam.session.video.tracker_factory = lambda model, choice: PerfectTracker(world, model, choice)
+    seen = []
+    for t in range(5):
+        wf.run_on(array=np.zeros((120, 160, 3), np.uint8))
+        objects = {o.label: (o.id, o.class_index) for o in sam.get_output(4).get_objects()}
+        seen.append(objects)
+        labels = sam.get_output(1).get_mask()
+        for name, (k, _) in objects.items():  # object k is label k + 1 on its own pixels
+            assert (labels[world.mask(name, t)] == k + 1).mean() > 0.9
+    first = seen[0]
+    assert sorted(first) == ["car", "dog"] and sorted(v[0] for v in first.values()) == [0, 1]
+    assert seen[1] == first
+    for objects in seen[2:]:
+        assert objects == {**first, "person": (2, 2)}
+
+
+def _readme_loop(marker: str, clip_path, checkpoint, extra: str = "") -> str:
+    """A README video loop as written, on ``clip_path``, with the test checkpoint (and
+    ``extra`` parameters) instead of the default download."""
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(rf"<!-- {marker}:begin -->\n```python\n(.*?)```", text, re.S).group(1)
+    model = (f'"model_name": "sam2.1_hiera_tiny", "model_weight_file": {str(checkpoint)!r}, '
+             + extra)
+    code = block.replace('"clip.mp4"', repr(str(clip_path)))
+    code = code.replace('sam.set_parameters({', 'sam.set_parameters({' + model, 1)
+    assert code.count(str(checkpoint)) == 1 and str(clip_path) in code
+    return code
+
+
+def _write_clip(path, frames=3):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for t in range(frames):
+        writer.write(clip_frame(t)[:, :, ::-1].copy())
+    writer.release()
+
+
+def test_readme_detect_then_track_example_runs(present_checkpoint, tmp_path, capsys):
+    """The README's "Detect then track" loop as written (a detector made in Python in place of
+    infer_yolo_v8, which is not installed here): one line per frame; on frame 0 every detection
+    is a new object named by its class, with ids 0, 1; the ids stay."""
+    from world import World
+
+    world = World({"disc": [[20 + 6 * t, 36, 68 + 6 * t, 84] for t in range(3)],
+                   "square": [[110, 10 + 5 * t, 140, 40 + 5 * t] for t in range(3)]})
+    _write_clip(tmp_path / "clip.avi")
+    code = _readme_loop("video-detect-example", tmp_path / "clip.avi", present_checkpoint)
+    line = 'detector = wf.add_task(name="infer_yolo_v8", auto_connect=True)'
+    assert line in code
+    code = code.replace(line, 'detector = wf.add_task(task=scripted_detector(world), '
+                              'auto_connect=True)')
+    exec(compile(code, "README detect-then-track example", "exec"),
+         {"scripted_detector": scripted_detector, "world": world})
+    lines = [eval(x) for x in capsys.readouterr().out.splitlines() if x.startswith("[(")]
+    assert len(lines) == 3
+    assert sorted((i, name) for i, name, _ in lines[0]) == [(0, "disc"), (1, "square")] or \
+        sorted((i, name) for i, name, _ in lines[0]) == [(0, "square"), (1, "disc")]
+    first = {i: name for i, name, _ in lines[0]}
+    for frame in lines[1:]:
+        assert {i: name for i, name, _ in frame if i in first} == first
+        assert all(0 < conf <= 1 for _, _, conf in frame)
+
+
+def test_readme_track_everything_example_runs(present_checkpoint, tmp_path, capsys):
+    """The README's "Track everything" loop as written (automatic filters opened, as random
+    weights need, and a 2x2 grid): frame 0 seeds objects named object 1, object 2, ..."""
+    _write_clip(tmp_path / "clip.avi", frames=2)
+    code = _readme_loop("video-seed-example", tmp_path / "clip.avi", present_checkpoint,
+                        '"iou_thresh": "0", "stability_score_thresh": "0", '
+                        '"points_per_side": "2", ')
+    namespace: dict = {}
+    exec(compile(code, "README track-everything example", "exec"), namespace)
+    lines = [eval(x) for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    assert len(lines) == 2 and len(lines[0]) >= 1
+    assert lines[0] == [(i, f"object {i + 1}") for i in range(len(lines[0]))]
+    assert lines[1][:len(lines[0])] == lines[0]
+    assert namespace["sam"].session.video.frame_index == -1

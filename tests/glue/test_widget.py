@@ -464,7 +464,7 @@ def test_cuda_is_disabled_without_a_gpu(report):
 def test_sections_collapse_and_expand(report):
     r = _ok(report, "build")
     assert r["collapse"] == {"General": [True, False, True], "Prompt": [True, False, True],
-                             "Automatic": [False, True, False]}
+                             "Automatic": [False, True, False], "Video": [False, True, False]}
 
 
 def test_apply_sends_every_changed_value(report, tiny_checkpoint):

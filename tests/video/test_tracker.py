@@ -12,7 +12,8 @@ from clips import H, W, clip_frame, small_model
 from infer_segment_anything_2.engine.cancel import GenerationCancelled
 from infer_segment_anything_2.engine.model.device import CPU, DeviceChoice
 from infer_segment_anything_2.engine.image.convert import frame_tensor
-from infer_segment_anything_2.engine.video.tracker import NO_OBJ_SCORE, VideoTracker, fill_small_holes
+from infer_segment_anything_2.engine.video.frames import fill_small_holes
+from infer_segment_anything_2.engine.video.tracker import VideoTracker
 
 N = 6  # frames of the parity clip
 BOX = np.array([20, 35, 70, 85], np.float32)  # XYXY around the disc on frame 0
@@ -183,7 +184,7 @@ def test_fill_small_holes_matches_the_definition():
 
 def _state_bytes(tracker: VideoTracker) -> int:
     total, seen = 0, set()
-    for obj in tracker.objects:
+    for obj in tracker.objects.values():
         for outputs in (obj.cond, obj.recent):
             for out in outputs.values():
                 for value in out.values():
@@ -243,15 +244,20 @@ def test_stop_leaves_the_video_as_it_was():
     assert again.index == 1 and list(tracker.objects[0].recent) == [1]
 
 
-def test_absent_and_unprompted_objects_keep_their_place():
+def test_objects_are_known_by_their_ids_from_their_first_prompt():
+    """Ids are the caller's: an object exists from its first prompt, new ones come after the
+    known ones, and a dropped object is forgotten (its memory freed)."""
     model = small_model()
     tracker = VideoTracker(model, CPU)
     box = (np.array([[10, 10], [30, 30]], np.float32), np.array([2, 3], np.int32))
     with torch.no_grad():
-        frame = tracker.track(clip_frame(0, 48, 64), {2: box})  # objects 0 and 1: no prompt yet
-    assert len(frame.logits) == 3
-    assert (frame.logits[:2] == NO_OBJ_SCORE).all() and frame.object_scores[0] == -np.inf
-    assert not frame.masks(48, 64)[:2].any()
+        frame = tracker.track(clip_frame(0, 48, 64), {7: box})
+        assert frame.ids.tolist() == [7] and len(frame.logits) == 1
+        frame = tracker.track(clip_frame(1, 48, 64), {3: box})
+        assert frame.ids.tolist() == [7, 3]
+        tracker.drop([7])
+        frame = tracker.track(clip_frame(2, 48, 64))
+    assert frame.ids.tolist() == [3] and list(tracker.objects) == [3]
 
 
 def test_a_frame_of_another_size_is_refused():
@@ -312,12 +318,97 @@ def test_no_object_no_encoding(monkeypatch):
     model = small_model()
     tracker = VideoTracker(model, CPU)
     encoded = []
-    features = VideoTracker._features
-    monkeypatch.setattr(VideoTracker, "_features",
-                        lambda self, image: encoded.append(1) or features(self, image))
+    backbone = VideoTracker._backbone
+    monkeypatch.setattr(VideoTracker, "_backbone",
+                        lambda self, image: encoded.append(1) or backbone(self, image))
     box = (np.array([[10, 10], [30, 30]], np.float32), np.array([2, 3], np.int32))
     with torch.no_grad():
         empty = tracker.track(clip_frame(0, 48, 64), {})
         assert len(empty.logits) == 0 and encoded == []
         assert tracker.track(clip_frame(1, 48, 64), {0: box}).index == 1
     assert encoded == [1]
+
+
+LATE = 2  # the frame where two objects join the one tracked from frame 0
+LATE_BOX = np.array([105, 15, 145, 55], np.float32)  # around the square on frame 2
+
+
+def _late_mask() -> np.ndarray:
+    """A mask given on frame ``LATE``: the disc's right half (frame pixels)."""
+    mask = np.zeros((H, W), bool)
+    mask[35:85, 60:90] = True
+    return mask
+
+
+@pytest.fixture(scope="module")
+def meta_late_run(present_checkpoint, clip):
+    """Meta: a box on frame 0 for object 1, propagation to frame LATE - 1, then object 2 by a
+    box and object 3 by a mask on frame LATE (Meta's add_new_points_or_box / add_new_mask on a
+    video already tracking), propagation to the end."""
+    folder, _ = clip
+    predictor = meta_video_predictor(present_checkpoint)
+    logits = {}
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        predictor.add_new_points_or_box(state, 0, 1, box=BOX)
+        for _ in predictor.propagate_in_video(state, 0, max_frame_num_to_track=LATE - 1):
+            pass
+        predictor.add_new_points_or_box(state, LATE, 2, box=LATE_BOX)
+        predictor.add_new_mask(state, LATE, 3, _late_mask())
+        for _ in predictor.propagate_in_video(state, LATE):
+            pass
+        for obj in range(3):
+            for t, out in _meta_outputs(state, obj).items():
+                if out is not None:
+                    logits[obj, t] = out["pred_masks"][0, 0].clone()
+    return logits
+
+
+def _late_ours(model, frames, **kw):
+    tracker = VideoTracker(model, CPU, num_frames=N, fill_hole_area=0, **kw)
+    results = []
+    box = (BOX.reshape(2, 2), np.array([2, 3], np.int32))
+    late = (LATE_BOX.reshape(2, 2), np.array([2, 3], np.int32))
+    for t, frame in enumerate(frames):
+        results.append(tracker.track(frame, {0: box} if t == 0 else {1: late} if t == LATE
+                                     else {}, {2: _late_mask()} if t == LATE else {}))
+    return results
+
+
+def test_objects_added_later_by_box_and_mask_equal_meta(present_model, clip, meta_late_run):
+    """Objects joining on frame 2 by a box and by a mask, beside one tracked from frame 0,
+    every frame's logits equal Meta's (1e-4), with non-empty masks (objects scored present)."""
+    results = _late_ours(present_model, clip[1])
+    for t, frame in enumerate(results):
+        assert frame.ids.tolist() == ([0] if t < LATE else [0, 1, 2])
+        assert (frame.object_scores > 0).all()
+        masks = frame.masks(H, W)
+        assert all(m.sum() > 20 for m in masks), (t, [m.sum() for m in masks])
+        for obj in range(len(frame.ids)):
+            torch.testing.assert_close(frame.logits[obj, 0], meta_late_run[obj, t], atol=1e-4,
+                                       rtol=0)
+    # the mask-started object is the given mask on its first frame
+    first = results[LATE].masks(H, W)[2]
+    assert (first & _late_mask()).sum() / (first | _late_mask()).sum() > 0.9
+
+
+def test_batched_objects_equal_one_at_a_time(present_model, clip):
+    """Objects whose memories line up run as one batch (fewer model calls); each object's
+    results are those of a batch of one."""
+    calls = {}
+    track_step = type(present_model).track_step
+
+    def counted(self, *args, **kwargs):
+        calls[key] = calls.get(key, 0) + 1
+        return track_step(self, *args, **kwargs)
+
+    results = {}
+    for key, batch in (("one", 1), ("batched", 16)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(present_model), "track_step", counted)
+            results[key] = _late_ours(present_model, clip[1][:LATE + 2], batch=batch)
+    assert calls["batched"] < calls["one"]
+    for one, batched in zip(results["one"], results["batched"]):
+        assert one.ids.tolist() == batched.ids.tolist()
+        torch.testing.assert_close(batched.logits, one.logits, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(batched.object_scores, one.object_scores, atol=1e-4)

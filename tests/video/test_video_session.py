@@ -29,17 +29,17 @@ class Spy:
 
     def __call__(self, model, choice, image, prompt, names=(), threshold=0.0, stop=None):
         tracker = self.session._tracker_for(model, choice, image.shape[:2])
-        track = tracker.track
+        finish = tracker.finish
 
-        def spy(img, prompts, should_stop=None):
+        def spy(staged, prompts={}, masks={}, should_stop=None):
             self.calls.append(sorted(prompts))
-            return track(img, prompts, should_stop)
-        tracker.track = spy
+            return finish(staged, prompts, masks, should_stop)
+        tracker.finish = spy
         try:
-            return VideoSession.frame(self.session, model, choice, image, prompt, names,
-                                      threshold, stop)
+            return self.session.frame(model, choice, image, prompt, names,
+                                      mask_threshold=threshold, should_stop=stop)
         finally:
-            del tracker.track
+            del tracker.finish
 
 
 def test_prompts_are_taken_when_they_appear_or_change(model):
@@ -107,3 +107,50 @@ def test_repeated_names_are_numbered_in_the_outputs():
     from infer_segment_anything_2.infer_segment_anything_2_process import _unique
 
     assert _unique(["car", "dog", "car", "object 4"]) == ["car", "dog", "car 3", "object 4"]
+
+
+def test_memory_is_flat_over_2000_frames_with_objects_joining_and_leaving():
+    """Track everything on 2,000 frames (small input size): a new object is seeded every 5
+    frames and each leaves (scored absent) and is dropped after 12 frames: the objects alive,
+    the tracker's bytes and the process's peak memory stay flat, ids keep growing."""
+    import resource
+
+    from infer_segment_anything_2.engine.image.results import Segmentation
+    from infer_segment_anything_2.engine.video.session import VideoOptions
+
+    model = small_model()
+    with torch.no_grad():  # tracked frames score the objects absent: they leave
+        model.sam_mask_decoder.pred_obj_score_head.layers[2].bias -= 30.0
+    frame = np.zeros((48, 64, 3), np.uint8)
+
+    def seeder(image, staged):
+        mask = np.zeros((1, 48, 64), bool)
+        x = (staged.index * 7) % 50
+        mask[0, 10:30, x:x + 12] = True
+        return Segmentation.from_masks(mask, np.ones(1, np.float32))
+
+    session = VideoSession()
+    options = VideoOptions(seed_every=5, drop_after=12)
+    alive, sizes, peaks = [], {}, {}
+    with torch.no_grad():
+        for t in range(2000):
+            seg = session.frame(model, CPU, frame, parse_prompt("", "", ""), [],
+                                options=options, seeder=seeder)
+            alive.append(len(seg))
+            if t in (200, 1999):
+                sizes[t] = sum(_object_bytes(o) for o in session.tracker.objects.values())
+                peaks[t] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    assert max(alive[100:]) == min(alive[100:]) + 1 <= 4  # 2 or 3 objects at any time
+    assert session.video.next_id == 400  # one object every 5 frames, ids never reused
+    assert sizes[1999] <= sizes[200] * 1.01
+    assert peaks[1999] - peaks[200] < 20 * 1024  # KiB
+
+
+def _object_bytes(obj) -> int:
+    total = 0
+    for outputs in (obj.cond, obj.recent):
+        for out in outputs.values():
+            for value in out.values():
+                if isinstance(value, torch.Tensor):
+                    total += value.numel() * value.element_size()
+    return total
