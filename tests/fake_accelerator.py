@@ -12,12 +12,18 @@ tensors of one or more dimensions (0-dim CPU tensors are allowed, as CUDA allows
 CPU index tensors for indexing). Factories given the accelerator device (``device=x.device``)
 make accelerator tensors; ``.cpu()`` brings data back (counted in ``transfers``); ``.numpy()`` on
 an accelerator tensor fails, as on CUDA. Operations that make the host wait for the device
-(``.item()``, ``.tolist()``, ``nonzero``, ``unique``, boolean indexing) are counted in ``syncs``.
+(``.item()``, ``bool()``, ``.tolist()``, ``nonzero``, ``unique``, boolean indexing, torchvision's
+``nms``, ``repeat_interleave`` by a tensor, ``bincount``) are counted in ``syncs``, by name in
+``sync_kinds``; every operation on accelerator tensors other than views and allocations (a
+kernel launch on a GPU) in ``ops``.
+``waits`` = ``syncs + transfers``: the host waits for the device (the CPU proxy of
+``benchmarks/bench_dispatch.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+from collections import Counter
 from typing import Iterator
 from unittest import mock
 
@@ -28,8 +34,12 @@ from torch.utils._pytree import tree_map
 ACCEL = torch.device("meta")
 _MIX_ALLOWED = {"copy_", "_to_copy"}
 _INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}
+# operations that launch no kernel on a GPU (besides views)
+_NO_KERNEL = {"empty", "empty_strided", "empty_like", "detach", "alias", "lift_fresh",
+              "_unsafe_view", "set_"}
+# the output's size or value is read by the host (CUDA's nms copies its overlap mask to the host)
 _SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim",
-            "unique_consecutive"}
+            "unique_consecutive", "_unique", "nms", "bincount", "histc"}
 
 
 class DeviceMixError(RuntimeError):
@@ -66,6 +76,17 @@ class _AcceleratorMode(TorchDispatchMode):
         super().__init__()
         self.syncs = 0
         self.transfers = 0
+        self.ops = 0
+        self.sync_kinds: Counter = Counter()
+
+    @property
+    def waits(self) -> int:
+        """Host waits for the device: syncs and copies to the host."""
+        return self.syncs + self.transfers
+
+    def _sync(self, kind: str) -> None:
+        self.syncs += 1
+        self.sync_kinds[kind] += 1
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -82,11 +103,17 @@ class _AcceleratorMode(TorchDispatchMode):
         cpu_args, cpu_kwargs = tree_map(unwrap, args), tree_map(unwrap, kwargs)
         name = func.overloadpacket.__name__
         to_accel = _on_accel(kwargs.get("device"))
+        if (accel or to_accel) and not func.is_view and name not in _NO_KERNEL:
+            self.ops += 1
         if to_accel:
             cpu_kwargs["device"] = torch.device("cpu")
         elif name == "_to_copy" and accel and kwargs.get("device") is not None:
             self.transfers += 1  # to the CPU
+            self.sync_kinds["to_cpu"] += 1
             return func(*cpu_args, **cpu_kwargs)
+        if name == "copy_" and accel and not isinstance(args[0], Accel):
+            self.transfers += 1  # into a CPU tensor
+            self.sync_kinds["to_cpu"] += 1
         if any(p.device == ACCEL for p in plain):
             raise DeviceMixError(f"{func}: a tensor was made on the accelerator without data")
         if accel and plain and name not in _MIX_ALLOWED:
@@ -97,11 +124,16 @@ class _AcceleratorMode(TorchDispatchMode):
                 raise DeviceMixError(
                     f"{func} mixes accelerator tensors with CPU tensors of shapes "
                     f"{[tuple(p.shape) for p in mixed]}")
-        if accel and (name in _SYNCING or (name in _INDEXING and any(
+        if accel and name in _SYNCING:
+            self._sync(name)  # the host waits for a value or a data-dependent size
+        elif accel and name in _INDEXING and any(
                 isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
                 for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple))
-                          else ())))):
-            self.syncs += 1  # the host waits for a value or a data-dependent size
+                          else ())):
+            self._sync("boolean index")
+        elif accel and name == "repeat_interleave" and kwargs.get("output_size") is None \
+                and isinstance(args[0], Accel) and (len(args) == 1 or torch.is_tensor(args[1])):
+            self._sync(name)  # the output's size is the repeats' sum
         out = func(*cpu_args, **cpu_kwargs)
         if not (accel or to_accel):
             return out

@@ -6,8 +6,8 @@ upsampled to the output image, once, and thresholded:
 * on the CPU by cells (:func:`engine.automatic.cells.upsampled_masks`: only the cells a threshold crosses
   are interpolated), then sorted by area in place;
 * on other devices (GPUs) with ``F.interpolate`` in chunks of at most :data:`UPSAMPLE_BYTES`,
-  twice: a first pass counts each mask's pixels, so that the masks are then made in order of
-  decreasing area, each written once into the output array with its box computed on the device.
+  once, into one device tensor whose areas, boxes and order by decreasing area are computed
+  there: two copies to the host in all (:func:`masks_on_device`).
 
 ``min_mask_region_area`` then edits the masks on the CPU (OpenCV), as Meta's
 ``postprocess_small_regions`` does.
@@ -28,6 +28,8 @@ from ..image.results import Segmentation
 UPSAMPLE_CHUNK = 8  # CPU: candidates upsampled to full resolution at once (8 x H x W float32)
 # other devices: candidates upsampled at once so that their float32 logits stay within this
 UPSAMPLE_BYTES = 256 << 20
+# other devices: final masks made on the device and copied to the host at once up to this size
+MASK_BYTES = 2 << 30
 
 
 def upsample_chunk(device: torch.device, hw: Tuple[int, int]) -> int:
@@ -85,6 +87,12 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
     """As :func:`masks_by_cells` with ``F.interpolate`` on the logits' device, sorted by
     decreasing area (ties in input order).
 
+    All masks are made in one pass of chunks of :data:`UPSAMPLE_BYTES` of logits into one
+    ``(K, H, W)`` device tensor, their areas and boxes computed on it at once, sorted there and
+    brought to the host in one copy, their order and boxes in another (one more, for the crop of
+    each mask, with several crops). When the masks exceed :data:`MASK_BYTES`, each chunk is
+    copied to the host as it is made and the host sorts them in place.
+
     Returns:
         masks ``(K, H, W)`` bool, ``order`` ``(K,)`` (mask i is input ``order[i]``) and boxes
         ``(K, 4)`` float32 inclusive XYXY (zeros for an empty mask).
@@ -92,39 +100,39 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
     oh, ow = out_hw
     dev = logits.device
     k = len(logits)
-    regions = {c: crop_region(crops[c], model_hw, out_hw)
-               for c in torch.unique(crop_index).tolist()}
-
-    def upsampled(idx: torch.Tensor, c: int) -> torch.Tensor:
-        rx0, ry0, rx1, ry1 = regions[c]
-        up = F.interpolate(logits[idx][:, None].float(), (ry1 - ry0, rx1 - rx0),
-                           mode="bilinear", align_corners=False)[:, 0]
-        return up > mask_threshold
-
-    def chunks(positions: torch.Tensor, c: int):
-        rx0, ry0, rx1, ry1 = regions[c]
+    # which crop each mask comes from, on the host (a copy only with several crops)
+    crop_of = np.zeros(k, np.int64) if len(crops) == 1 else crop_index.cpu().numpy()
+    on_device = k * oh * ow <= MASK_BYTES
+    masks = torch.zeros((k, oh, ow), dtype=torch.bool, device=dev) if on_device else None
+    host = None if on_device else np.zeros((k, oh, ow), bool)
+    areas = torch.zeros(k, dtype=torch.int64, device=dev)
+    boxes = torch.zeros((k, 4), dtype=torch.int64, device=dev)
+    for c in np.unique(crop_of).tolist():
+        rx0, ry0, rx1, ry1 = crop_region(crops[c], model_hw, out_hw)
+        positions = np.flatnonzero(crop_of == c)
         step = upsample_chunk(dev, (ry1 - ry0, rx1 - rx0))
+        shift = torch.tensor([rx0, ry0, rx0, ry0], dtype=torch.int64, device=dev)
         for start in range(0, len(positions), step):
             _check(should_stop)
-            yield positions[start:start + step]
-
-    areas = torch.zeros(k, dtype=torch.int64, device=dev)
-    for c in regions:
-        for idx in chunks(torch.nonzero(crop_index == c)[:, 0], c):
-            areas[idx] = upsampled(idx, c).sum(dim=(1, 2), dtype=torch.int64)
+            pos = positions[start:start + step]
+            idx = (slice(start, start + len(pos)) if len(pos) == k else
+                   torch.as_tensor(pos, dtype=torch.int64, device=dev))
+            mask = F.interpolate(logits[idx][:, None].float(), (ry1 - ry0, rx1 - rx0),
+                                 mode="bilinear", align_corners=False)[:, 0] > mask_threshold
+            areas[idx] = mask.sum(dim=(1, 2), dtype=torch.int64)
+            boxes[idx] = (boxes_inclusive(mask) + shift) * mask.flatten(1).any(dim=1)[:, None]
+            if on_device:
+                masks[idx, ry0:ry1, rx0:rx1] = mask
+            else:
+                host[pos, ry0:ry1, rx0:rx1] = mask.cpu().numpy()
     order = torch.argsort(-areas, stable=True)
-    out = np.zeros((k, oh, ow), bool)
-    boxes = torch.zeros((k, 4), dtype=torch.float32, device=dev)
-    order_crop = crop_index[order]
-    for c, (rx0, ry0, _, _) in regions.items():
-        for pos in chunks(torch.nonzero(order_crop == c)[:, 0], c):
-            mask = upsampled(order[pos], c)
-            has = mask.flatten(1).any(dim=1)
-            shift = torch.tensor([rx0, ry0, rx0, ry0], dtype=torch.int64, device=dev)
-            boxes[pos] = ((boxes_inclusive(mask) + shift) * has[:, None]).float()
-            _, rh, rw = mask.shape
-            out[pos.cpu().numpy(), ry0:ry0 + rh, rx0:rx0 + rw] = mask.cpu().numpy()
-    return out, order.cpu().numpy(), boxes.cpu().numpy()
+    # order and boxes in one copy: both exact in float32 (below 2**24)
+    info = torch.cat([order[:, None], boxes[order]], dim=1).float().cpu().numpy()
+    order_np = info[:, 0].astype(np.int64)
+    if on_device:
+        return masks[order].cpu().numpy(), order_np, info[:, 1:]
+    _permute_rows(host, order_np)
+    return host, order_np, info[:, 1:]
 
 
 def remove_small_regions(masks: np.ndarray, min_area: int,
@@ -173,16 +181,17 @@ def final_masks(logits: torch.Tensor, crop_index: torch.Tensor, iou: torch.Tenso
         params: ``mask_threshold``, ``min_mask_region_area``, ``box_nms_thresh`` and
             ``crop_nms_thresh`` (an ``AutomaticParams``).
     """
-    iou_np = iou.float().cpu().numpy()
-    stab_np = stability.float().cpu().numpy()
     boxes = None
     if logits.device.type == "cpu":
+        iou_np, stab_np = iou.float().numpy(), stability.float().numpy()
         masks = masks_by_cells(logits, crop_index, crops, model_hw, out_hw,
                                params.mask_threshold, should_stop)
     else:
         masks, order, boxes = masks_on_device(logits, crop_index, crops, model_hw, out_hw,
                                               params.mask_threshold, should_stop)
-        iou_np, stab_np = iou_np[order], stab_np[order]
+        # scores in one copy
+        scores = torch.stack([iou.float(), stability.float()]).cpu().numpy()
+        iou_np, stab_np = scores[0][order], scores[1][order]
     if params.min_mask_region_area > 0:
         masks, index = remove_small_regions(masks, params.min_mask_region_area,
                                             max(params.box_nms_thresh, params.crop_nms_thresh))

@@ -3,9 +3,10 @@
 :func:`generate` returns the masks of Meta's ``SAM2AutomaticMaskGenerator`` for the same weights
 and parameters (the tests compare them through ``tests/meta_reference.py``), with less work:
 
-* the mask decoder's predicted IoU is computed first and only the candidates passing
+* on the CPU the mask decoder's predicted IoU is computed first and only the candidates passing
   ``pred_iou_thresh`` are upscaled to 256x256 logits (not with ``use_m2m``, where Meta refines
-  every candidate and filters on the refined IoU);
+  every candidate and filters on the refined IoU); on other devices (GPUs) every candidate is,
+  and the grid is decoded and filtered with few kernels and host waits (:mod:`.on_device`);
 * each decoder batch is filtered by predicted IoU *before* anything is upsampled; the stability
   score, the thresholded mask's box and the crop-edge test are computed, as Meta does, on the
   full-resolution logits of the survivors only: on the CPU, small crops upsample them in chunks
@@ -13,31 +14,33 @@ and parameters (the tests compare them through ``tests/meta_reference.py``), wit
   threshold crosses, runs of pixels along each output row (:func:`engine.automatic.cells.stability_and_boxes`,
   same counts up to float rounding at a threshold; candidates whose logits cross the stability
   thresholds in most cells are upsampled instead, whichever is cheaper); on other devices (GPUs)
-  they are always upsampled, in chunks of :data:`engine.automatic.final_masks.UPSAMPLE_BYTES`;
+  they are always upsampled, in chunks of the decoder's memory budget;
 * survivors are kept as their 256x256 low-resolution logits (256 KiB each), never as full-resolution
   masks or run-length encodings; NMS needs only boxes and scores;
 * full-resolution masks are made once, at the end, for the masks that survived NMS, directly at the
   original image size (from the logits, also when ``input_size_percent`` < 100)
   (:mod:`engine.automatic.final_masks`);
 * the mask decoder runs as :class:`engine.decoder.point_decoder.PointDecoder` (same function, reordered) in
-  chunks of :data:`POINT_DECODER_CHUNK` prompts on the CPU (other decoders: :data:`DECODER_CHUNK`)
-  and of ``points_per_batch`` elsewhere, so memory is bounded by ``points_per_batch`` and a stop
+  chunks of :data:`POINT_DECODER_CHUNK` prompts on the CPU (other decoders: :data:`DECODER_CHUNK`),
+  filtered per batch of ``points_per_batch`` points; elsewhere in calls of as many prompts as a
+  memory budget holds (at least ``points_per_batch``: :func:`.on_device.decode_chunk`); a stop
   request is honoured within one chunk;
-* every tensor is made on the model's device, and the host waits for the device a fixed number
-  of times per batch of points (data-dependent selections), never once per mask;
+* every tensor is made on the model's device; on a GPU the host waits for it twice per crop
+  (the two selections of the filters), once per NMS and twice for the final masks, never per
+  batch of points or per mask;
 * ``min_mask_region_area`` uses OpenCV on the CPU (Meta's ``postprocess_small_regions``
   semantics), not SAM 2's CUDA extension.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from . import amg, stability
+from . import amg, on_device, stability
+from .candidates import Kept as _Kept
 from ..cancel import GenerationCancelled, StopCheck, stoppable_encoder
 from ..decoder.point_decoder import PointDecoder, supports as fast_decoder_supports
 from ..model.device import CPU, DeviceChoice
@@ -48,7 +51,8 @@ from ..image.results import Segmentation
 
 logger = logging.getLogger(__name__)
 
-# CPU: prompts decoded at once: bounds decoder memory and the delay of a stop
+# CPU: prompts decoded at once: bounds decoder memory and the delay of a stop (a multiple of
+# POINT_DECODER_CHUNK: batches of points are whole chunks of both)
 DECODER_CHUNK = 16
 # CPU: prompts per PointDecoder call: its (chunk, 4096, 256) tensors then stay below glibc's mmap
 # threshold and in cache (measured per point, 1 thread: 4 -> 59 ms, 8 -> 62, 16 -> 64, 32 -> 67).
@@ -56,29 +60,6 @@ DECODER_CHUNK = 16
 # to fill a GPU); points_per_batch bounds the memory there.
 POINT_DECODER_CHUNK = 4
 M2M_LOGIT_CLAMP = 32.0  # low-resolution logits are clamped to +-32 before being fed back (m2m)
-
-
-@dataclass
-class _Kept:
-    """Candidates that passed the filters of one crop (or of all crops after merging)."""
-
-    logits: torch.Tensor      # (n, 256, 256) float32 low-resolution logits
-    iou: torch.Tensor         # (n,) predicted IoU
-    stability: torch.Tensor   # (n,) float32
-    boxes: torch.Tensor       # (n, 4) int64 inclusive XYXY, image frame (of the model input)
-    crop: torch.Tensor        # (n,) int64 index into the crop list
-
-    @classmethod
-    def cat(cls, parts: Sequence["_Kept"]) -> "_Kept":
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                     ("logits", "iou", "stability", "boxes", "crop")))
-
-    def select(self, index: torch.Tensor) -> "_Kept":
-        return _Kept(self.logits[index], self.iou[index], self.stability[index],
-                     self.boxes[index], self.crop[index])
-
-    def __len__(self) -> int:
-        return len(self.iou)
 
 
 class _Run:
@@ -95,13 +76,21 @@ class _Run:
         self.total = count_steps(params)
         self.done = 0
         self.fast = fast_decoder_supports(model)
-        on_cpu = self.device.type == "cpu"
-        self.point_chunk = POINT_DECODER_CHUNK if on_cpu else params.points_per_batch
-        self.decoder_chunk = DECODER_CHUNK if on_cpu else params.points_per_batch
+        self.on_cpu = self.device.type == "cpu"
+        # other devices: set per crop from the memory budget (on_device.decode_chunk)
+        self.point_chunk = POINT_DECODER_CHUNK if self.on_cpu else params.points_per_batch
+        self.decoder_chunk = DECODER_CHUNK if self.on_cpu else params.points_per_batch
 
     def check_stop(self) -> None:
         if self.should_stop():
             raise GenerationCancelled("stopped by request")
+
+    def advance(self, steps: int) -> None:
+        """Progress: ``steps`` more batches of ``points_per_batch`` points decoded."""
+        for _ in range(steps):
+            self.done += 1
+            if self.on_batch is not None:
+                self.on_batch(self.done, self.total)
 
     # -- decoding ------------------------------------------------------------------------------
     def _decode_points(self, emb: ImageEmbedding, fast: Optional[PointDecoder],
@@ -192,6 +181,65 @@ class _Run:
                                 device=self.device))
 
     # -- one crop ------------------------------------------------------------------------------
+    def _crop_on_cpu(self, emb: ImageEmbedding, fast: Optional[PointDecoder],
+                     points: np.ndarray, scale: torch.Tensor, crop_box: List[int],
+                     crop_index: int, image_hw: Tuple[int, int]) -> List[_Kept]:
+        """The crop's candidates that pass the filters, one batch of points at a time.
+
+        A batch is ``points_per_batch`` points rounded up to a multiple of :data:`DECODER_CHUNK`
+        (itself a multiple of :data:`POINT_DECODER_CHUNK`): each prompt is then decoded with the
+        same others whatever ``points_per_batch``, so the results do not depend on it to the bit.
+        """
+        p, model = self.params, self.model
+        parts = []
+        step = -(-p.points_per_batch // DECODER_CHUNK) * DECODER_CHUNK
+        done = 0
+        for start in range(0, len(points), step):
+            self.check_stop()
+            coords = torch.as_tensor(points[start:start + step],
+                                     dtype=torch.float32, device=self.device)
+            coords = coords / scale * model.image_size
+            # with m2m, Meta refines all candidates and filters on the refined IoU
+            logits, iou = self._decode_points(
+                emb, fast, coords, None if p.use_m2m else p.pred_iou_thresh)
+            if p.use_m2m:
+                logits, iou = self._refine_m2m(emb, coords.repeat_interleave(3, dim=0), logits)
+            kept = self._filter(logits, iou, crop_box, crop_index, image_hw)
+            del logits
+            if kept is not None:
+                parts.append(kept)
+            steps = on_device.steps_done(min(start + step, len(points)), p.points_per_batch)
+            self.advance(steps - done)
+            done = steps
+        return parts
+
+    def _crop_on_device(self, emb: ImageEmbedding, fast: Optional[PointDecoder],
+                        points: np.ndarray, scale: torch.Tensor, crop_box: List[int],
+                        crop_index: int, image_hw: Tuple[int, int]) -> List[_Kept]:
+        """The crop's candidates that pass the filters on a GPU (:mod:`.on_device`): the whole
+        grid in as few decoder calls as the memory budget allows, filtered once."""
+        p, model = self.params, self.model
+        chunk = on_device.decode_chunk(self.device, emb.image_embed, p.points_per_batch)
+        self.point_chunk = self.decoder_chunk = chunk
+        coords = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        coords = coords / scale * model.image_size
+        done = [0]
+
+        def decode(c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            self.check_stop()
+            logits, iou = self._decode_points(emb, fast, c)
+            if p.use_m2m:
+                logits, iou = self._refine_m2m(emb, c.repeat_interleave(3, dim=0), logits)
+            return logits, iou
+
+        def on_chunk(points_done: int) -> None:
+            steps = on_device.steps_done(points_done, p.points_per_batch)
+            self.advance(steps - done[0])
+            done[0] = steps
+
+        return on_device.crop_candidates(decode, coords, chunk, p, crop_box, crop_index,
+                                         image_hw, on_chunk)
+
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,
                      crop_index: int) -> Optional[_Kept]:
         from torchvision.ops import batched_nms
@@ -212,26 +260,14 @@ class _Run:
         n_side = amg.points_per_side_of_layer(p.points_per_side, layer,
                                               p.crop_n_points_downscale_factor)
         points = amg.point_grid(n_side) * np.array([[cw, ch]])
-        parts = []
-        for start in range(0, len(points), p.points_per_batch):
-            self.check_stop()
-            # Meta's arithmetic (pixels in float32, then / size * 1024): the same coordinates
-            coords = torch.as_tensor(points[start:start + p.points_per_batch],
-                                     dtype=torch.float32, device=self.device)
-            coords = coords / torch.tensor([cw, ch], dtype=torch.float32,
-                                           device=self.device) * model.image_size
-            # with m2m, Meta refines all candidates and filters on the refined IoU
-            logits, iou = self._decode_points(
-                emb, fast, coords, None if p.use_m2m else p.pred_iou_thresh)
-            if p.use_m2m:
-                logits, iou = self._refine_m2m(emb, coords.repeat_interleave(3, dim=0), logits)
-            kept = self._filter(logits, iou, crop_box, crop_index, image.shape[:2])
-            del logits
-            if kept is not None:
-                parts.append(kept)
-            self.done += 1
-            if self.on_batch is not None:
-                self.on_batch(self.done, self.total)
+        # Meta's arithmetic (pixels in float32, then / size * 1024): the same coordinates
+        scale = torch.tensor([cw, ch], dtype=torch.float32, device=self.device)
+        if self.on_cpu:
+            parts = self._crop_on_cpu(emb, fast, points, scale, crop_box, crop_index,
+                                      image.shape[:2])
+        else:
+            parts = self._crop_on_device(emb, fast, points, scale, crop_box, crop_index,
+                                         image.shape[:2])
         del fast, emb
         if not parts:
             return None

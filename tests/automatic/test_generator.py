@@ -135,13 +135,13 @@ def test_progress_follows_batches(standin_model):
 
 
 def test_points_per_batch_bounds_decoder_calls(standin_model):
-    """The decoder never sees more than min(points_per_batch, DECODER_CHUNK) prompts at once, and
-    each point is decoded exactly once."""
+    """The decoder never sees more than DECODER_CHUNK prompts at once (batches of points are
+    whole decoder chunks), and each point is decoded exactly once."""
     from infer_segment_anything_2.engine.automatic import generator as automatic
 
     dec = standin_model.standin_decoder
     original = dec.forward
-    for ppb, bound in [(5, 5), (100, automatic.DECODER_CHUNK)]:
+    for ppb, bound in [(5, automatic.DECODER_CHUNK), (100, automatic.DECODER_CHUNK)]:
         seen = []
 
         def spy(*args, **kwargs):
