@@ -31,3 +31,25 @@ def test_gpu_check_runs_on_the_cpu_without_ikomia(tmp_path):
         assert standin["min_mask_iou"] > 0.98
     table = (tmp_path / "gpu_check.txt").read_text()
     assert "re-prompt" in table and "stand-in parity" in table
+
+
+def test_meta_is_stopped_at_its_time_limit(tiny_model):
+    """The check bounds Meta's pathological regimes: past the limit its run stops before its
+    next batch of points (None: the time is a lower bound); without a limit it runs whole."""
+    import importlib.util
+
+    import numpy as np
+
+    from infer_segment_anything_2.engine.automatic import AutomaticParams
+    from infer_segment_anything_2.engine.model.device import CPU
+
+    spec = importlib.util.spec_from_file_location("gpu_check",
+                                                  REPO / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    params = AutomaticParams(points_per_side=2, points_per_batch=2, pred_iou_thresh=0.0,
+                             stability_score_thresh=0.0)
+    image = np.zeros((64, 96, 3), np.uint8)
+    assert gpu_check._meta_generator(tiny_model, params, CPU, limit_s=0.0)(image) is None
+    records = gpu_check._meta_generator(tiny_model, params, CPU, limit_s=None)(image)
+    assert isinstance(records, list) and len(records) > 0
