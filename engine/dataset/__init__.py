@@ -3,9 +3,9 @@ process or on Ray Data actors.
 
 Entry points: :func:`list_images` / :func:`read_coco_boxes` / :func:`read_yolo_boxes` /
 :func:`work_items` (:mod:`.sources`: what to annotate, ids ``1..N`` from the sorted list, boxes
-from files), :class:`Annotator` (:mod:`.runner`: the task's engine, :class:`engine.session.Sam2Session`,
-box prompts or automatic mode), :func:`run_items` (one process) or
-:func:`.ray_runner.run_items_ray` (Ray, imported only when called), :class:`PartStore`
+from files), :class:`Annotator` (:mod:`.runner`: the task's engine,
+:class:`engine.session.Sam2Session`, box prompts or automatic mode), :func:`run_items` (one
+process) or :func:`.ray_runner.run_items_ray` (Ray, imported only when called), :class:`PartStore`
 (:mod:`.store`: one JSON line per image, fsynced, deduplicated by file name) and :func:`finish`
 (:mod:`.runner`: the COCO file of :mod:`.coco_writer`, RLE or polygons, written atomically, and
 the errors report).

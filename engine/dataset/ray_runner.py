@@ -6,8 +6,9 @@ The driver builds a dataset of the images not yet in the store (one row per imag
 ``workers`` actors of :class:`AnnotateWorker` (``__init__`` loads the model once, ``__call__``
 annotates a batch with :func:`.runner.annotate_item`, the same step as the single process).
 Records are appended to the store as their batches come back, so the run resumes like the
-single-process one. A worker that dies is restarted by Ray (``max_restarts=-1``) and its batch
-retried (``max_task_retries=-1``); a record that would arrive twice is dropped by the store.
+single-process one. A worker that dies is restarted by Ray and its batch retried (Ray Data's
+defaults for actor pools, ``max_restarts=-1`` and ``max_task_retries=-1``); a record that would
+arrive twice is dropped by the store.
 
 Workers import the plugin from the same folder as the driver (on a cluster, install it at the
 same path on every machine): the worker class and :func:`_import_package` travel by value and
@@ -98,12 +99,14 @@ def run_items_ray(items: Sequence, values: Dict[str, str], weights_dir: str, sto
     rows = [{"file_name": i.file_name, "path": i.path, "image_id": i.image_id,
              "boxes": json.dumps(i.boxes)} for i in todo]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        AnnotateWorker, batch_size=batch_size, concurrency=workers,
+        AnnotateWorker, batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=1 if cuda else 0, num_cpus=1 if cuda else threads,
         fn_constructor_kwargs=dict(top=_TOP, top_dir=_TOP_DIR, package=_PACKAGE,
                                    values=dict(values), weights_dir=str(weights_dir), fmt=fmt,
-                                   threads=0 if cuda else threads, crash_once=crash_once),
-        max_restarts=-1, max_task_retries=-1)  # Ray's actor options (remote args)
+                                   threads=0 if cuda else threads, crash_once=crash_once))
+    # Ray Data's actor pools restart a dead actor and retry its tasks by default (2.60:
+    # max_restarts=-1, max_task_retries=-1; passing them is deprecated): tested with a kill.
     with progress_bar(len(items), len(items) - len(todo), progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for record in batch["record"]:

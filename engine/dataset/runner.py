@@ -90,8 +90,8 @@ def annotate_item(item: WorkItem, segment: Segmenter, fmt: str = "rle") -> Dict:
         raise
     except Exception as exc:  # noqa: BLE001 -- one bad image must not end the run
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return {"file_name": item.file_name,
-                "error": f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"}
+        place = f"{Path(where.filename).name}:{where.lineno}"
+        return {"file_name": item.file_name, "error": f"{type(exc).__name__}: {exc} ({place})"}
     return {"file_name": item.file_name, "width": int(image.shape[1]),
             "height": int(image.shape[0]), "annotations": anns}
 

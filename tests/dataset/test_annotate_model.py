@@ -114,8 +114,8 @@ def test_yolo_labels_give_the_coco_boxes_masks(coco_run, folder, annotator):
 
 
 def fixed_detector_factory():
-    """A detector made in Python (task and parameter factories to register by name), emitting the boxes of BOXES["a.png"]
-    with their classes on every image."""
+    """A detector made in Python (task and parameter factories, to register by name) that
+    emits the boxes of BOXES["a.png"] with their classes on every image."""
     from ikomia import core, dataprocess
 
     boxes, classes = BOXES["a.png"], CLASSES["a.png"]
