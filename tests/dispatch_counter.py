@@ -87,6 +87,16 @@ def accelerator_model(model):
         return model_on_accelerator(model)
 
 
+def warm_up(model, image: np.ndarray) -> None:
+    """Encode ``image`` once: the first encoding in a process runs about 90 more operations
+    than the next ones (the model's caches), which would count against the first generator."""
+    from infer_segment_anything_2.engine.image.predictor import encode_image
+    from infer_segment_anything_2.engine.model.device import DeviceChoice
+
+    with fake_accelerator(), torch.no_grad():
+        encode_image(model, image, device_choice=DeviceChoice(ACCEL))
+
+
 def count_ours(model, image: np.ndarray, params) -> Counts:
     """``engine.automatic.generate`` of ``image`` with ``model`` (on the fake accelerator)."""
     from infer_segment_anything_2.engine.automatic import generate

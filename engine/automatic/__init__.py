@@ -3,7 +3,9 @@
 Entry points: :func:`generate` (:mod:`.generator`: grids, crops, decoding, filters, NMS) with its
 :class:`AutomaticParams` (:func:`automatic_params` from the task's values) and
 :func:`count_steps` (:mod:`.params`). Its pieces: :mod:`.amg` (Meta's
-pure helpers: grids, crops, stability, crop edges, small regions), :mod:`.stability` (stability
+pure helpers: grids, crops, stability, crop edges, small regions), :mod:`.on_device` (the GPU
+path: the grid in few decoder calls, a crop's candidates filtered at once), :mod:`.candidates`
+(the candidates kept until the final masks), :mod:`.stability` (stability
 and boxes of the candidates that pass the IoU filter), :mod:`.bilinear` and :mod:`.cells` (the
 same counted on the low-resolution grid without upsampling), :mod:`.final_masks` (full-size masks
 of the survivors of NMS).

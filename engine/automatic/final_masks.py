@@ -82,8 +82,9 @@ def masks_by_cells(logits: torch.Tensor, crop_index: torch.Tensor, crops: Sequen
 
 def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Sequence[List[int]],
                     model_hw: Tuple[int, int], out_hw: Tuple[int, int], mask_threshold: float,
-                    should_stop: Optional[StopCheck] = None
-                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    should_stop: Optional[StopCheck] = None,
+                    values: Sequence[torch.Tensor] = ()
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[np.ndarray]]:
     """As :func:`masks_by_cells` with ``F.interpolate`` on the logits' device, sorted by
     decreasing area (ties in input order).
 
@@ -94,8 +95,9 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
     copied to the host as it is made and the host sorts them in place.
 
     Returns:
-        masks ``(K, H, W)`` bool, ``order`` ``(K,)`` (mask i is input ``order[i]``) and boxes
-        ``(K, 4)`` float32 inclusive XYXY (zeros for an empty mask).
+        masks ``(K, H, W)`` bool, ``order`` ``(K,)`` (mask i is input ``order[i]``), boxes
+        ``(K, 4)`` float32 inclusive XYXY (zeros for an empty mask) and ``values`` (``(K,)``
+        device tensors, e.g. scores) as float32 arrays in the masks' order, in the same copy.
     """
     oh, ow = out_hw
     dev = logits.device
@@ -126,13 +128,15 @@ def masks_on_device(logits: torch.Tensor, crop_index: torch.Tensor, crops: Seque
             else:
                 host[pos, ry0:ry1, rx0:rx1] = mask.cpu().numpy()
     order = torch.argsort(-areas, stable=True)
-    # order and boxes in one copy: both exact in float32 (below 2**24)
-    info = torch.cat([order[:, None], boxes[order]], dim=1).float().cpu().numpy()
+    # order, boxes and values in one copy: order and boxes are exact in float32 (below 2**24)
+    info = torch.cat([order[:, None].float(), boxes[order].float()] +
+                     [v[order].float()[:, None] for v in values], dim=1).cpu().numpy()
     order_np = info[:, 0].astype(np.int64)
+    ordered = [info[:, 5 + i] for i in range(len(values))]
     if on_device:
-        return masks[order].cpu().numpy(), order_np, info[:, 1:]
+        return masks[order].cpu().numpy(), order_np, info[:, 1:5], ordered
     _permute_rows(host, order_np)
-    return host, order_np, info[:, 1:]
+    return host, order_np, info[:, 1:5], ordered
 
 
 def remove_small_regions(masks: np.ndarray, min_area: int,
@@ -187,11 +191,9 @@ def final_masks(logits: torch.Tensor, crop_index: torch.Tensor, iou: torch.Tenso
         masks = masks_by_cells(logits, crop_index, crops, model_hw, out_hw,
                                params.mask_threshold, should_stop)
     else:
-        masks, order, boxes = masks_on_device(logits, crop_index, crops, model_hw, out_hw,
-                                              params.mask_threshold, should_stop)
-        # scores in one copy
-        scores = torch.stack([iou.float(), stability.float()]).cpu().numpy()
-        iou_np, stab_np = scores[0][order], scores[1][order]
+        masks, _, boxes, (iou_np, stab_np) = masks_on_device(
+            logits, crop_index, crops, model_hw, out_hw, params.mask_threshold, should_stop,
+            values=(iou, stability))
     if params.min_mask_region_area > 0:
         masks, index = remove_small_regions(masks, params.min_mask_region_area,
                                             max(params.box_nms_thresh, params.crop_nms_thresh))

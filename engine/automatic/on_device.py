@@ -7,7 +7,7 @@ are applied once:
 
 * the grid is decoded in as few calls as memory allows: :func:`decode_chunk` prompts per call,
   ``max(points_per_batch, what`` :func:`decode_budget` ``holds)`` (the whole 32x32 grid on a GPU
-  with about 25 GiB free), so ``points_per_batch`` is a lower bound there, not the batch;
+  with 48 GiB free), so ``points_per_batch`` is a lower bound there, not the batch;
 * every prompt of a call is upscaled, as Meta's generator does (no selection by predicted IoU,
   which would make the host wait for the count of the prompts that pass); the candidates' logits
   and IoU stay on the device until the crop's candidates are all made (or
