@@ -171,7 +171,9 @@ class VideoSession:
         staged = tracker.begin(image, encode=bool(changes or dets or seeding),
                                should_stop=should_stop)
         ids, logits = staged.tracked_logits()
-        tracked = upsampled_masks(logits, hw, mask_threshold)
+        # the tracked masks at the frame's size, only when detections or seeding look at them
+        tracked = upsampled_masks(logits, hw, mask_threshold) if dets is not None or seeding \
+            else None
         classes: Dict[int, str] = {}
         if dets is not None:
             # the objects: tracked ones (their mask's box, or their last box when absent) and
