@@ -71,10 +71,9 @@ def make_clip(folder: Path, frames: int, image_name: str) -> list:
     return out
 
 
-def _boxes(k: int) -> np.ndarray:
+def frame0_boxes(k: int, h: int = WINDOW[0], w: int = WINDOW[1]) -> np.ndarray:
     """``k`` boxes on frame 0: the middle third of the frame for one object, else a grid of
     boxes over the frame (XYXY pixels)."""
-    h, w = WINDOW
     if k == 1:
         return np.array([[w / 3, h / 3, 2 * w / 3, 2 * h / 3]], np.float32)
     side = int(np.ceil(np.sqrt(k)))
@@ -112,7 +111,7 @@ def worker(args) -> None:
             state = predictor.init_state(str(folder))
             init_s = time.perf_counter() - start
             start = time.perf_counter()  # frame 0: the prompts, then its output (init_state
-            for k, box in enumerate(_boxes(args.objects)):  # encoded the image)
+            for k, box in enumerate(frame0_boxes(args.objects)):  # encoded the image)
                 predictor.add_new_points_or_box(state, 0, k + 1, box=box)
             for _, _, video_masks in predictor.propagate_in_video(state):
                 now = time.perf_counter()
@@ -126,7 +125,7 @@ def worker(args) -> None:
         tracker = VideoTracker(model, CPU, fill_hole_area=0)
         loaded, init_s = _rss_mib(), 0.0
         boxes = {k: (b.reshape(2, 2), np.array([2, 3], np.int32))
-                 for k, b in enumerate(_boxes(args.objects))}
+                 for k, b in enumerate(frame0_boxes(args.objects))}
         from infer_segment_anything_2.engine.image.convert import frame_tensor
 
         for t in range(n):
@@ -188,6 +187,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--objects", type=int, nargs="+", dest="counts", default=[1],
                     help="object counts to compare (boxes on frame 0), e.g. 1 4 16")
+    ap.add_argument("--steady-from", type=int, default=8,
+                    help="per frame: the median over frames from this one (8: memory full)")
     ap.add_argument("--long", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--side", help=argparse.SUPPRESS)
@@ -205,7 +206,8 @@ def main() -> None:
     report = {"frames": args.frames, "model": args.model, "threads": args.threads, "runs": {}}
     print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} "
           f"threads; boxes on frame 0, then tracking")
-    print("objects | side | first frame | per frame (frames >= 8, median) | per object | "
+    print(f"objects | side | first frame | per frame (frames >= {args.steady_from}, median) | "
+          "per object | "
           "init_state | RSS loaded -> end | min mask IoU ours vs Meta")
     for count in args.counts:
         args.objects = count
@@ -219,7 +221,8 @@ def main() -> None:
         run["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
         for side in ("meta", "ours"):
             r = run[side]
-            steady = statistics.median(r["times"][8:]) if len(r["times"]) > 8 else float("nan")
+            steady = (statistics.median(r["times"][args.steady_from:])
+                      if len(r["times"]) > args.steady_from else float("nan"))
             r.update(steady_s=steady, per_object_s=steady / count)
             print(f"{count} | {side} | {r['times'][0]:.2f} s | {steady:.2f} s | "
                   f"{steady / count:.2f} s | {r['init_s']:.2f} s | {r['rss_loaded']:.0f} -> "

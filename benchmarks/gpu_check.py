@@ -49,6 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_automatic import IMAGES, _import_engine  # noqa: E402
+from bench_video import frame0_boxes  # noqa: E402
 
 MODELS = ("sam2.1_hiera_large", "sam2.1_hiera_tiny")  # the rows: large first, then tiny
 
@@ -365,10 +366,11 @@ def check_model(name, args, image, device, rows, raw):
     return spec, ckpt, choice, tag
 
 
-def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None:
-    """Video tracking, ours (``engine.video.tracker``) against Meta's ``SAM2VideoPredictor`` under the same
-    autocast: a box on frame 0 of windows panning across the image (JPEG for Meta's loader, read
-    back for ours); object scores, mask IoU, time per frame and peak VRAM."""
+def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw, objects=1) -> None:
+    """Video tracking, ours (``engine.video.tracker``, objects batched) against Meta's
+    ``SAM2VideoPredictor`` (one object at a time) under the same autocast: ``objects`` boxes on
+    frame 0 of windows panning across the image (JPEG for Meta's loader, read back for ours);
+    object scores, mask IoU, time per frame and peak VRAM."""
     import torch
     from PIL import Image
     from sam2.build_sam import build_sam2_video_predictor
@@ -384,7 +386,7 @@ def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None
         x = (image.shape[1] - w) * t // max(n - 1, 1)
         Image.fromarray(image[:h, x:x + w]).save(folder / f"{t:05d}.jpg", quality=95)
         frames.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
-    box = np.array([w / 3, h / 3, 2 * w / 3, 2 * h / 3], np.float32)
+    boxes = frame0_boxes(objects, h, w)
     clock = Clock(device)
     predictor = build_sam2_video_predictor(spec.config, str(ckpt), device=str(device))
     predictor.fill_hole_area = 0
@@ -392,12 +394,16 @@ def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None
     def meta_run():
         with torch.inference_mode(), choice.compute():
             state = predictor.init_state(str(folder))
-            predictor.add_new_points_or_box(state, 0, 1, box=box)
-            masks = [(m[0, 0] > 0).cpu().numpy() for _, _, m in
+            for k, box in enumerate(boxes):
+                predictor.add_new_points_or_box(state, 0, k + 1, box=box)
+            masks = [(m[:, 0] > 0).cpu().numpy() for _, _, m in
                      predictor.propagate_in_video(state)]
-        outs = state["output_dict_per_obj"][0]
-        scores = [float((outs["cond_frame_outputs"].get(t) or outs["non_cond_frame_outputs"][t])
-                        ["object_score_logits"].float().reshape(-1)[0]) for t in range(n)]
+        scores = []
+        for k in range(objects):
+            outs = state["output_dict_per_obj"][k]
+            scores += [float((outs["cond_frame_outputs"].get(t) or
+                              outs["non_cond_frame_outputs"][t])["object_score_logits"].float()
+                             .reshape(-1)[0]) for t in range(n)]
         return scores, masks
     t_meta, ((ref_scores, ref_masks), vram_meta) = clock(lambda: _peak(device, meta_run))
     predictor = None  # its GPU memory freed before ours runs
@@ -405,18 +411,21 @@ def check_video(spec, ckpt, args, image, device, choice, tag, rows, raw) -> None
 
     def ours_run():
         tracker = VideoTracker(model, choice, num_frames=n, fill_hole_area=0)
-        results = [tracker.track(f, {0: (box.reshape(2, 2), np.array([2, 3], np.int32))}
-                                 if t == 0 else {}) for t, f in enumerate(frames)]
-        return ([float(r.object_scores[0]) for r in results],
-                [r.masks(h, w)[0] for r in results])
+        prompts = {k: (b.reshape(2, 2), np.array([2, 3], np.int32)) for k, b in enumerate(boxes)}
+        results = [tracker.track(f, prompts if t == 0 else {}) for t, f in enumerate(frames)]
+        return ([float(r.object_scores[k]) for k in range(objects) for r in results],
+                [r.masks(h, w) for r in results])
     t_ours, ((scores, masks), vram_ours) = clock(lambda: _peak(device, ours_run))
     score_diff = max(abs(a - b) for a, b in zip(scores, ref_scores))
-    ious = [float((a & b).sum() / max((a | b).sum(), 1)) for a, b in zip(masks, ref_masks)]
+    ious = [float((a & b).sum() / max((a | b).sum(), 1)) for fa, fb in zip(masks, ref_masks)
+            for a, b in zip(fa, fb)]
     vram = f", VRAM {vram_ours:.0f} / {vram_meta:.0f} MiB" if vram_ours is not None else ""
-    rows.append((tag, f"video, {n} frames {w}x{h}: max |object score diff| {score_diff:.4f}, "
+    rows.append((tag, f"video, {objects} object(s), {n} frames {w}x{h}: max |object score diff| "
+                 f"{score_diff:.4f}, "
                  f"min mask IoU {min(ious):.3f}{vram}", f"{t_ours / n * 1e3:.0f} ms/frame",
                  f"{t_meta / n * 1e3:.0f} ms/frame", f"{t_meta / t_ours:.2f}x Meta's speed"))
-    raw[f"{tag} video"] = dict(frames=n, ours_s=t_ours, meta_s=t_meta, score_diff=score_diff,
+    raw[f"{tag} video" + (f" {objects} objects" if objects > 1 else "")] = dict(
+        frames=n, objects=objects, ours_s=t_ours, meta_s=t_meta, score_diff=score_diff,
                                min_mask_iou=min(ious), vram_mib=vram_ours,
                                meta_vram_mib=vram_meta)
 
@@ -444,8 +453,9 @@ def main(argv=None) -> int:
         torch.cuda.empty_cache() if device.type == "cuda" else None
     for spec, ckpt, choice, tag in checked:  # the video rows come after the models' rows
         print(f"{spec.name} video ...", flush=True)
-        check_video(spec, ckpt, args, image, device, choice, tag, rows, raw)
-        torch.cuda.empty_cache() if device.type == "cuda" else None
+        for objects in (1, 2) if args.quick else (1, 16):  # 16: the issue's GPU goal
+            check_video(spec, ckpt, args, image, device, choice, tag, rows, raw, objects)
+            torch.cuda.empty_cache() if device.type == "cuda" else None
         ckpt.unlink()
     what = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads")

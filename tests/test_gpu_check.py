@@ -29,6 +29,9 @@ def test_gpu_check_runs_on_the_cpu_without_ikomia(tmp_path):
         standin = results[f"{tag} stand-in crops={crops}"]
         assert standin["masks"] == standin["meta_masks"] > 3
         assert standin["min_mask_iou"] > 0.98
+    for key in (f"{tag} video", f"{tag} video 2 objects"):  # ours batched, Meta one by one
+        video = results[key]
+        assert video["score_diff"] < 1e-3 and video["min_mask_iou"] > 0.99, key
     table = (tmp_path / "gpu_check.txt").read_text()
     assert "re-prompt" in table and "stand-in parity" in table
 
