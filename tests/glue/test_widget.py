@@ -167,6 +167,11 @@ def _scenario_apply(app, config):
     c["use_m2m"].setChecked(True)
     c["min_mask_region_area"].setValue(100)
     c["video_tracking"].setChecked(True)
+    c["video_seed_every"].setValue(30)
+    c["video_reapply_every"].setValue(5)
+    c["video_match_iou"].setValue(0.4)
+    c["video_max_objects"].setValue(64)
+    c["video_drop_after"].setValue(60)
     _press_apply(app, widget)
     return {"before": before, "after": dict(param.values), "sent": len(widget.sent),
             "sent_is_param": bool(widget.sent) and widget.sent[0] is param,
@@ -481,7 +486,9 @@ def test_apply_sends_every_changed_value(report, tiny_checkpoint):
         "stability_score_thresh": "0.9", "stability_score_offset": "2.0",
         "box_nms_thresh": "0.6", "crop_n_layers": "2", "crop_nms_thresh": "0.65",
         "crop_n_points_downscale_factor": "2", "use_m2m": "True",
-        "min_mask_region_area": "100", "video_tracking": "True"})
+        "min_mask_region_area": "100", "video_tracking": "True", "video_seed_every": "30",
+        "video_reapply_every": "5", "video_match_iou": "0.4", "video_max_objects": "64",
+        "video_drop_after": "60"})
     assert r["after"] == expected
     # Everything but cuda and crop_overlap_ratio (left alone) changed: the test covers them all.
     assert {k for k in PARAMETERS if expected[k] == r["before"][k]} == {"cuda",
