@@ -110,9 +110,10 @@ def test_repeated_names_are_numbered_in_the_outputs():
 
 
 def test_memory_is_flat_over_2000_frames_with_objects_joining_and_leaving():
-    """Track everything on 2,000 frames (small input size): a new object is seeded every 4
-    frames and each leaves (scored absent) and is dropped after 6 frames: the objects alive,
-    the tracker's bytes and the process's peak memory stay flat, ids keep growing."""
+    """Track everything on 2,000 frames (small input size): a new object is seeded every 8
+    frames and each leaves (scored absent) and is dropped after 4 frames: the objects alive,
+    the tracker's bytes and the process's peak memory stay flat, ids keep growing (frames with
+    no object and no seeding are not encoded, which keeps the test short)."""
     import resource
 
     from infer_segment_anything_2.engine.image.results import Segmentation
@@ -130,20 +131,20 @@ def test_memory_is_flat_over_2000_frames_with_objects_joining_and_leaving():
         return Segmentation.from_masks(mask, np.ones(1, np.float32))
 
     session = VideoSession()
-    options = VideoOptions(seed_every=4, drop_after=6)
+    options = VideoOptions(seed_every=8, drop_after=4)
     alive, sizes, peaks = [], {}, {}
     with torch.no_grad():
         for t in range(2000):
             seg = session.frame(model, CPU, frame, parse_prompt("", "", ""), [],
                                 options=options, seeder=seeder)
             alive.append(len(seg))
-            if t in (200, 1999):
+            if t in (200, 1992):  # the same phase: a seeding frame, one object alive
                 sizes[t] = sum(_object_bytes(o) for o in session.tracker.objects.values())
                 peaks[t] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
-    assert (min(alive[100:]), max(alive[100:])) == (1, 2)  # one or two objects at any time
-    assert session.video.next_id == 500  # one object every 4 frames, ids never reused
-    assert sizes[1999] <= sizes[200] * 1.01
-    assert peaks[1999] - peaks[200] < 20 * 1024  # KiB
+    assert (min(alive[100:]), max(alive[100:])) == (0, 1)  # objects come and go
+    assert session.video.next_id == 250  # one object every 8 frames, ids never reused
+    assert 0 < sizes[1992] <= sizes[200] * 1.01
+    assert peaks[1992] - peaks[200] < 20 * 1024  # KiB
 
 
 def _object_bytes(obj) -> int:
