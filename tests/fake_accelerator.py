@@ -17,12 +17,15 @@ an accelerator tensor fails, as on CUDA. Operations that make the host wait for 
 ``sync_kinds``; every operation on accelerator tensors other than views and allocations (a
 kernel launch on a GPU) in ``ops``.
 ``waits`` = ``syncs + transfers``: the host waits for the device (the CPU proxy of
-``benchmarks/bench_dispatch.py``).
+``benchmarks/bench_dispatch.py``). ``live_bytes`` / ``peak_bytes``: the memory the accelerator
+tensors made inside the mode hold (each storage once, however many views), now and at most since
+:meth:`_AcceleratorMode.reset_peak` -- what a GPU's caching allocator would have to provide.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import weakref
 from collections import Counter
 from typing import Iterator
 from unittest import mock
@@ -78,6 +81,36 @@ class _AcceleratorMode(TorchDispatchMode):
         self.transfers = 0
         self.ops = 0
         self.sync_kinds: Counter = Counter()
+        # memory held by accelerator tensors made inside the mode: storage -> [bytes, refs]
+        self._storages: dict = {}
+        self.live_bytes = 0
+        self.peak_bytes = 0
+
+    def reset_peak(self) -> int:
+        """Start a new peak from the bytes live now (returned)."""
+        self.peak_bytes = self.live_bytes
+        return self.live_bytes
+
+    def _hold(self, t: "Accel") -> None:
+        """Count ``t``'s storage as live until every accelerator tensor on it is gone."""
+        storage = t.elem.untyped_storage()
+        key = storage.data_ptr()
+        entry = self._storages.get(key)
+        if entry is None:
+            entry = self._storages[key] = [storage.nbytes(), 0]
+            self.live_bytes += entry[0]
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        entry[1] += 1
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        entry = self._storages.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._storages[key]
+            self.live_bytes -= entry[0]
 
     @property
     def waits(self) -> int:
@@ -139,7 +172,13 @@ class _AcceleratorMode(TorchDispatchMode):
             return out
         if func._schema.is_mutable and args and isinstance(args[0], Accel):
             return args[0]
-        return tree_map(lambda t: Accel(t) if isinstance(t, torch.Tensor) else t, out)
+        return tree_map(lambda t: self._wrap(t) if isinstance(t, torch.Tensor) else t, out)
+
+    def _wrap(self, t: torch.Tensor) -> "Accel":
+        a = Accel(t)
+        if t.numel():
+            self._hold(a)
+        return a
 
 
 @contextlib.contextmanager

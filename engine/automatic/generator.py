@@ -113,8 +113,7 @@ class _Run:
             c = coords[start:start + chunk, None, :]
             point_labels = labels[start:start + chunk, None]
             if fast is not None:
-                sparse, _ = model.sam_prompt_encoder(points=(c, point_labels), boxes=None,
-                                                     masks=None)
+                sparse = self._sparse(coords[start:start + chunk])
                 if early:
                     _, low, iou = fast.decode_above(sparse, iou_thresh)
                     logits.append(low)
@@ -129,7 +128,18 @@ class _Run:
                 low, iou = low[keep], iou[keep]
             logits.append(low)
             ious.append(iou)
+        if len(logits) == 1:  # one chunk: no copy
+            return logits[0], ious[0]
         return torch.cat(logits), torch.cat(ious)
+
+    def _sparse(self, coords: torch.Tensor) -> torch.Tensor:
+        """Sparse prompt embeddings ``(n, 2, C)`` of ``n`` foreground points ``(n, 2)`` in the
+        model's input frame (each point with its padding point, as SAM 2's prompt encoder makes
+        them; every point is embedded on its own, so any batching gives the same rows)."""
+        labels = torch.ones((len(coords), 1), dtype=torch.int, device=self.device)
+        sparse, _ = self.model.sam_prompt_encoder(points=(coords[:, None, :], labels),
+                                                  boxes=None, masks=None)
+        return sparse
 
     def _refine_m2m(self, emb: ImageEmbedding, coords: torch.Tensor,
                     logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -219,15 +229,23 @@ class _Run:
         """The crop's candidates that pass the filters on a GPU (:mod:`.on_device`): the whole
         grid in as few decoder calls as the memory budget allows, filtered once."""
         p, model = self.params, self.model
-        chunk = on_device.decode_chunk(self.device, emb.image_embed, p.points_per_batch)
+        chunk = on_device.decode_chunk(self.device, emb.image_embed, p.points_per_batch,
+                                       self.choice.dtype, fast is not None)
         self.point_chunk = self.decoder_chunk = chunk
         coords = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         coords = coords / scale * model.image_size
+        # the whole grid's prompts embedded at once (a few kernels, not a few per call)
+        sparse = self._sparse(coords) if fast is not None else None
         done = [0]
 
-        def decode(c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        def decode(start: int, stop: int) -> Tuple[torch.Tensor, torch.Tensor]:
             self.check_stop()
-            logits, iou = self._decode_points(emb, fast, c)
+            c = coords[start:stop]
+            if sparse is not None:
+                low, iou = fast(sparse[start:stop])
+                logits, iou = low.flatten(0, 1), iou.flatten(0, 1)
+            else:
+                logits, iou = self._decode_points(emb, None, c)
             if p.use_m2m:
                 logits, iou = self._refine_m2m(emb, c.repeat_interleave(3, dim=0), logits)
             return logits, iou
@@ -237,7 +255,7 @@ class _Run:
             self.advance(steps - done[0])
             done[0] = steps
 
-        return on_device.crop_candidates(decode, coords, chunk, p, crop_box, crop_index,
+        return on_device.crop_candidates(decode, len(coords), chunk, p, crop_box, crop_index,
                                          image_hw, on_chunk)
 
     def process_crop(self, image: np.ndarray, crop_box: List[int], layer: int,

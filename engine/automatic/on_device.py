@@ -33,10 +33,16 @@ from .candidates import Kept
 DECODE_BYTES = 4 << 30
 # on CUDA: the share of the free memory the decoder may use per call
 DECODE_SHARE_OF_FREE = 0.5
-# float32 (B, N, C) image-token tensors the decoder holds at once per prompt (the residual
-# stream, its normalised copy, keys + positional encoding, a product's output, the final
-# attention's copies): the per-prompt memory of a call, with the upscaling's smaller share
-TOKEN_COPIES = 6
+# A prompt's share of a decoder call's peak memory, in (N, C) float32 image-token tensors (4 MiB
+# each at 64x64x256), measured on the fake accelerator (tests/automatic/test_on_device.py checks
+# that it bounds the measured peak with less than 10% to spare). PointDecoder in float32: the
+# upscaling's normalised first convolution (1) and second convolution (2), plus its few small
+# tensors; in bfloat16 / float16: the second layer's float32 residual stream, its products-dtype
+# keys and keys plus positional encoding, the attention's scores and weights (2.65 measured). The
+# model's own decoder (other decoders) repeats the image per prompt and keeps more of its
+# intermediates (7.02 measured in float32).
+TOKEN_COPIES = {torch.float32: 3.05, torch.bfloat16: 2.75, torch.float16: 2.75}
+MODEL_DECODER_TOKEN_COPIES = 7.5
 # candidates' low-resolution logits kept on the device before a crop's filters must run
 PENDING_BYTES = 2 << 30
 
@@ -50,11 +56,16 @@ def decode_budget(device: torch.device) -> int:
     return DECODE_BYTES
 
 
-def bytes_per_prompt(image_embed: torch.Tensor) -> int:
-    """Memory one point prompt costs the decoder in a batched call: :data:`TOKEN_COPIES` float32
-    copies of its ``(N, C)`` image tokens (``image_embed`` is ``(1, C, h, w)``)."""
+def bytes_per_prompt(image_embed: torch.Tensor, dtype: torch.dtype = torch.float32,
+                     point_decoder: bool = True) -> int:
+    """Memory one point prompt costs a batched decoder call (``image_embed`` is
+    ``(1, C, h, w)``; ``dtype``: the products' dtype of :class:`engine.decoder.PointDecoder`,
+    ``point_decoder`` False for the model's own decoder): :data:`TOKEN_COPIES` float32 copies of
+    its ``(h*w, C)`` image tokens."""
     _, c, h, w = image_embed.shape
-    return TOKEN_COPIES * h * w * c * 4
+    copies = TOKEN_COPIES.get(dtype, TOKEN_COPIES[torch.float32]) if point_decoder \
+        else MODEL_DECODER_TOKEN_COPIES
+    return int(copies * h * w * c * 4)
 
 
 def upsample_chunk(device: torch.device, hw: Tuple[int, int]) -> int:
@@ -63,33 +74,36 @@ def upsample_chunk(device: torch.device, hw: Tuple[int, int]) -> int:
     return max(1, decode_budget(device) // (8 * hw[0] * hw[1]))
 
 
-def decode_chunk(device: torch.device, image_embed: torch.Tensor, points_per_batch: int) -> int:
-    """Prompts per decoder call on a GPU: ``points_per_batch`` or as many as the budget holds."""
-    return max(points_per_batch, decode_budget(device) // bytes_per_prompt(image_embed))
+def decode_chunk(device: torch.device, image_embed: torch.Tensor, points_per_batch: int,
+                 dtype: torch.dtype = torch.float32, point_decoder: bool = True) -> int:
+    """Prompts per decoder call on a GPU: ``points_per_batch`` or as many as the budget holds
+    (:func:`bytes_per_prompt` of ``dtype`` and the decoder)."""
+    per_prompt = bytes_per_prompt(image_embed, dtype, point_decoder)
+    return max(points_per_batch, decode_budget(device) // per_prompt)
 
 
-def crop_candidates(decode: Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]],
-                    coords: torch.Tensor, chunk: int, params, crop_box: List[int],
+def crop_candidates(decode: Callable[[int, int], Tuple[torch.Tensor, torch.Tensor]],
+                    n: int, chunk: int, params, crop_box: List[int],
                     crop_index: int, image_hw: Tuple[int, int],
                     on_chunk: Callable[[int], None]) -> List[Kept]:
     """The candidates of one crop's grid that pass Meta's filters, in point-major order.
 
     Args:
-        decode: ``(b, 2)`` model-frame coordinates -> every candidate's low-resolution logits
-            ``(3b, 256, 256)`` and predicted IoU ``(3b,)``, float32, point-major (refined when
-            ``use_m2m``).
-        coords: the whole grid ``(n, 2)`` on the device; ``chunk``: points per ``decode`` call.
+        decode: ``(start, stop)`` -> every candidate of the grid's points ``start:stop``: their
+            low-resolution logits ``(3b, 256, 256)`` and predicted IoU ``(3b,)``, float32,
+            point-major (refined when ``use_m2m``).
+        n: points in the crop's grid; ``chunk``: points per ``decode`` call.
         on_chunk: called with the number of points decoded so far, after each call (progress and
             stop requests).
     """
     parts: List[Kept] = []
     pending: List[Tuple[torch.Tensor, torch.Tensor]] = []
     pending_bytes = 0
-    for start in range(0, len(coords), chunk):
-        logits, iou = decode(coords[start:start + chunk])
+    for start in range(0, n, chunk):
+        logits, iou = decode(start, min(start + chunk, n))
         pending.append((logits, iou))
         pending_bytes += logits.numel() * logits.element_size()
-        on_chunk(min(start + chunk, len(coords)))
+        on_chunk(min(start + chunk, n))
         if pending_bytes >= PENDING_BYTES:
             parts += _filtered(pending, params, crop_box, crop_index, image_hw)
             pending, pending_bytes = [], 0

