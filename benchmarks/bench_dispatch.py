@@ -9,14 +9,14 @@ filter at 0.8) and ``median`` (``pred_iou_thresh`` at the median predicted IoU o
 stability filter off: most prompts have a candidate that passes, as with trained weights). The
 image encoder is the same model code in both generators: its share is printed apart.
 
-Our decoder calls follow the memory budget (``engine.automatic.on_device``): on this CPU
-``DECODE_BYTES`` (``--decode-gib``, 4 by default: about 170 prompts per call, 7 calls for 32x32
-points), on a GPU half its free memory (the whole 32x32 grid in one call from 48 GiB
-free). ``--one-call`` adds our counts with the whole grid in one call, measured on a grid that
-fits this machine's memory (``--one-call-side``, 8 by default): on the device path the
-operations and waits do not depend on the grid's size then (``tests/test_device_discipline.py``).
+Our decoder calls follow the memory budget (``engine.automatic.on_device``): on a GPU half its
+free memory, on a device whose memory is unknown (as this fake one) ``DECODE_BYTES``, 4 GiB.
+``--decode-gib`` lists budgets to count ours with (4, 8 and 13 by default: 4, 2 and 1 calls for
+32x32 points at 12.2 MiB per prompt in float32; the last one holds the whole grid, as a GPU with
+25 GiB free does, and needs about 13 GiB of this machine's memory). Meta's generator runs once per
+regime (its batches are ``points_per_batch``).
 
-Usage: .venv/bin/python benchmarks/bench_dispatch.py [--points 32] [--one-call]
+Usage: .venv/bin/python benchmarks/bench_dispatch.py [--points 32] [--decode-gib 4 8 13]
 """
 from __future__ import annotations
 
@@ -56,9 +56,7 @@ def main(argv=None) -> int:
                          "fake accelerator's time does)")
     ap.add_argument("--points", type=int, default=32)
     ap.add_argument("--regimes", nargs="+", default=["defaults", "median"])
-    ap.add_argument("--decode-gib", type=float, default=4.0)
-    ap.add_argument("--one-call", action="store_true")
-    ap.add_argument("--one-call-side", type=int, default=8)
+    ap.add_argument("--decode-gib", type=float, nargs="+", default=[4.0, 8.0, 13.0])
     args = ap.parse_args(argv)
     _import_engine()
     import torch
@@ -69,7 +67,6 @@ def main(argv=None) -> int:
     from infer_segment_anything_2.engine.model.loader import build_model
     from infer_segment_anything_2.engine.model.table import get_model_spec
 
-    on_device.DECODE_BYTES = int(args.decode_gib * (1 << 30))
     torch.set_num_threads(1)  # as dispatch_counter.one_thread: the counts do not depend on it
     torch.manual_seed(0)
     cpu_model = build_model(get_model_spec(args.model), None)
@@ -77,12 +74,12 @@ def main(argv=None) -> int:
     image = _image(args.image, args.scale)
     warm_up(model, image)
     n = args.points
-    per_call = on_device.DECODE_BYTES // on_device.bytes_per_prompt(
-        torch.zeros(1, 256, 64, 64))
-    print(f"# {args.model}, {args.image} {image.shape[1]}x{image.shape[0]}, {n}x{n} points, "
-          f"torch {torch.__version__}; ours: {max(64, per_call)} prompts per decoder call "
-          f"({-(-n * n // max(64, per_call))} calls), Meta: 64", flush=True)
+    per_prompt = on_device.bytes_per_prompt(torch.zeros(1, 256, 64, 64))
+    print(f"# {args.model}, {image.shape[1]}x{image.shape[0]} ({args.image}), {n}x{n} points, "
+          f"torch {torch.__version__}; ours: {per_prompt / 2**20:.1f} MiB per prompt, "
+          f"Meta: 64 prompts per decoder call", flush=True)
     rows = []
+    saved = on_device.DECODE_BYTES
     for regime in args.regimes:
         extra = {}
         if regime == "median":
@@ -90,30 +87,28 @@ def main(argv=None) -> int:
                          stability_score_thresh=0.0)
         params = AutomaticParams(points_per_side=n, **extra)
         counts = {}
-        for name, count in (("ours", count_ours), ("Meta", count_meta)):
+        for gib in args.decode_gib:
+            on_device.DECODE_BYTES = int(gib * (1 << 30))
+            per_call = max(params.points_per_batch, on_device.DECODE_BYTES // per_prompt)
+            name = f"ours, {gib:g} GiB ({-(-n * n // per_call)} calls)"
             start = time.perf_counter()
-            counts[name] = count(model, image, params)
+            counts[name] = count_ours(model, image, params)
             print(f"  {regime} {name}: {counts[name]} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
-        if args.one_call:
-            on_device.DECODE_BYTES, saved = 1 << 40, on_device.DECODE_BYTES
-            side = args.one_call_side
-            small = AutomaticParams(points_per_side=side, **extra)
-            counts["ours, 1 call"] = count_ours(model, image, small)
-            on_device.DECODE_BYTES = saved
-            print(f"  {regime} ours, {side}x{side} in one call: {counts['ours, 1 call']}",
-                  flush=True)
-        meta = counts["Meta"]
+        on_device.DECODE_BYTES = saved
+        start = time.perf_counter()
+        counts["Meta"] = meta = count_meta(model, image, params)
+        print(f"  {regime} Meta: {meta} ({time.perf_counter() - start:.0f} s)", flush=True)
         for name, c in counts.items():
             rows.append((regime, name, c.masks, c.ops, c.generator_ops, c.waits,
-                         c.ops / meta.ops, c.generator_ops / meta.generator_ops,
-                         c.waits / meta.waits))
+                         c.peak_bytes / 2**30, c.ops / meta.ops,
+                         c.generator_ops / meta.generator_ops, c.waits / meta.waits))
     head = ("regime", "generator", "masks", "ops", "ops w/o encoder", "host waits",
-            "ops / Meta", "ops w/o encoder / Meta", "waits / Meta")
+            "peak GiB", "ops / Meta", "ops w/o encoder / Meta", "waits / Meta")
     print(" | ".join(head))
     for r in rows:
         print(" | ".join([str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
-                          f"{r[6]:.3f}", f"{r[7]:.3f}", f"{r[8]:.3f}"]))
+                          f"{r[6]:.2f}", f"{r[7]:.3f}", f"{r[8]:.3f}", f"{r[9]:.3f}"]))
     return 0
 
 

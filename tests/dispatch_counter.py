@@ -34,6 +34,7 @@ class Counts:
     encoder_waits: int = 0
     masks: int = 0
     kinds: Dict[str, int] = field(default_factory=dict)
+    peak_bytes: int = 0  # accelerator memory at most held at once, above what was held before
 
     @property
     def generator_ops(self) -> int:
@@ -52,6 +53,7 @@ def _counting(model) -> Iterator[Counts]:
     counts = Counts()
     marks: List[tuple] = []
     with fake_accelerator() as mode, torch.no_grad():
+        base = mode.reset_peak()
         pre = model.image_encoder.register_forward_pre_hook(
             lambda *a: marks.append((mode.ops, mode.waits)))
 
@@ -66,6 +68,7 @@ def _counting(model) -> Iterator[Counts]:
             pre.remove()
             hook.remove()
         counts.ops, counts.waits, counts.kinds = mode.ops, mode.waits, dict(mode.sync_kinds)
+        counts.peak_bytes = mode.peak_bytes - base
 
 
 @contextlib.contextmanager
@@ -88,13 +91,20 @@ def accelerator_model(model):
 
 
 def warm_up(model, image: np.ndarray) -> None:
-    """Encode ``image`` once: the first encoding in a process runs about 90 more operations
-    than the next ones (the model's caches), which would count against the first generator."""
+    """Encode ``image`` once and decode one point: the first encoding in a process runs about 90
+    more operations than the next ones (the model's caches), and our decoder folds its attention
+    weights once per model (about 40 operations), which would count against the first image."""
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
     from infer_segment_anything_2.engine.image.predictor import encode_image
     from infer_segment_anything_2.engine.model.device import DeviceChoice
 
     with fake_accelerator(), torch.no_grad():
-        encode_image(model, image, device_choice=DeviceChoice(ACCEL))
+        emb = encode_image(model, image, device_choice=DeviceChoice(ACCEL))
+        point = torch.full((1, 1, 2), 512.0, device=ACCEL)
+        sparse, _ = model.sam_prompt_encoder(
+            points=(point, torch.ones(1, 1, dtype=torch.int, device=ACCEL)), boxes=None,
+            masks=None)
+        PointDecoder(model, emb.image_embed, emb.high_res_feats)(sparse)
 
 
 def count_ours(model, image: np.ndarray, params) -> Counts:

@@ -15,7 +15,8 @@ an accelerator tensor fails, as on CUDA. Operations that make the host wait for 
 (``.item()``, ``bool()``, ``.tolist()``, ``nonzero``, ``unique``, boolean indexing, torchvision's
 ``nms``, ``repeat_interleave`` by a tensor, ``bincount``) are counted in ``syncs``, by name in
 ``sync_kinds``; every operation on accelerator tensors other than views and allocations (a
-kernel launch on a GPU) in ``ops``.
+kernel launch on a GPU) in ``ops``; ``F.scaled_dot_product_attention`` counts as one (CUDA's fused
+attention kernel), not as the math fallback's parts that the meta device would dispatch.
 ``waits`` = ``syncs + transfers``: the host waits for the device (the CPU proxy of
 ``benchmarks/bench_dispatch.py``). ``live_bytes`` / ``peak_bytes``: the memory the accelerator
 tensors made inside the mode hold (each storage once, however many views), now and at most since
@@ -31,6 +32,7 @@ from typing import Iterator
 from unittest import mock
 
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
@@ -38,7 +40,7 @@ ACCEL = torch.device("meta")
 _MIX_ALLOWED = {"copy_", "_to_copy"}
 _INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}
 # operations that launch no kernel on a GPU (besides views)
-_NO_KERNEL = {"empty", "empty_strided", "empty_like", "detach", "alias", "lift_fresh",
+_NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "detach", "alias", "lift_fresh",
               "_unsafe_view", "set_"}
 # the output's size or value is read by the host (CUDA's nms copies its overlap mask to the host)
 _SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim",
@@ -85,6 +87,8 @@ class _AcceleratorMode(TorchDispatchMode):
         self._storages: dict = {}
         self.live_bytes = 0
         self.peak_bytes = 0
+        # False inside a fused kernel (attention): its parts are neither launched nor kept
+        self.counting = True
 
     def reset_peak(self) -> int:
         """Start a new peak from the bytes live now (returned)."""
@@ -136,7 +140,8 @@ class _AcceleratorMode(TorchDispatchMode):
         cpu_args, cpu_kwargs = tree_map(unwrap, args), tree_map(unwrap, kwargs)
         name = func.overloadpacket.__name__
         to_accel = _on_accel(kwargs.get("device"))
-        if (accel or to_accel) and not func.is_view and name not in _NO_KERNEL:
+        if (accel or to_accel) and not func.is_view and name not in _NO_KERNEL \
+                and self.counting:
             self.ops += 1
         if to_accel:
             cpu_kwargs["device"] = torch.device("cpu")
@@ -176,9 +181,23 @@ class _AcceleratorMode(TorchDispatchMode):
 
     def _wrap(self, t: torch.Tensor) -> "Accel":
         a = Accel(t)
-        if t.numel():
+        if t.numel() and self.counting:
             self._hold(a)
         return a
+
+    def fused(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` computed as one kernel: one operation, and only its outputs'
+        memory (a fused attention kernel never writes its scores)."""
+        self.counting = False
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            self.counting = True
+        self.ops += 1
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, Accel) and t.numel():
+                self._hold(t)
+        return out
 
 
 @contextlib.contextmanager
@@ -204,10 +223,21 @@ def fake_accelerator() -> Iterator[_AcceleratorMode]:
     # (Ikomia, imported by other tests, turns them dynamic; bfloat16 products then go wrong)
     from infer_segment_anything_2.engine.model.device import static_openmp_teams
 
+    mode = _AcceleratorMode()
+    real_sdpa = F.scaled_dot_product_attention
+
+    def sdpa(*args, **kwargs):
+        # CUDA runs it as one fused kernel (flash or memory-efficient attention); on the meta
+        # device PyTorch would decompose it into the math fallback's ~8 operations
+        if any(isinstance(a, Accel) for a in list(args) + list(kwargs.values())):
+            return mode.fused(real_sdpa, *args, **kwargs)
+        return real_sdpa(*args, **kwargs)
+
     with mock.patch.object(torch.Tensor, "tolist", tolist), \
             mock.patch.object(torch, "tensor", tensor), \
-            mock.patch.object(torch, "as_tensor", as_tensor), static_openmp_teams(), \
-            _AcceleratorMode() as mode:
+            mock.patch.object(torch, "as_tensor", as_tensor), \
+            mock.patch.object(F, "scaled_dot_product_attention", sdpa), \
+            static_openmp_teams(), mode:
         yield mode
 
 

@@ -5,9 +5,11 @@ the queue of launched kernels, and the GPU then idles while the host launches th
 on such a device a crop's candidates are made without any data-dependent shape until its filters
 are applied once:
 
-* the grid is decoded in as few calls as memory allows: :func:`decode_chunk` prompts per call,
-  ``max(points_per_batch, what`` :func:`decode_budget` ``holds)`` (the whole 32x32 grid on a GPU
-  with 48 GiB free), so ``points_per_batch`` is a lower bound there, not the batch;
+* the grid's prompts are embedded at once, then decoded in as few calls as memory allows:
+  :func:`decode_chunk` prompts per call, ``max(points_per_batch, what`` :func:`decode_budget`
+  ``holds)`` at :func:`bytes_per_prompt` each (the whole 32x32 grid on a GPU with 25 GiB free in
+  float32, 22 GiB in bfloat16), so ``points_per_batch`` is a lower bound there, not the batch;
+  a call is about 85 kernels (``tests/automatic/test_on_device.py``);
 * every prompt of a call is upscaled, as Meta's generator does (no selection by predicted IoU,
   which would make the host wait for the count of the prompts that pass); the candidates' logits
   and IoU stay on the device until the crop's candidates are all made (or

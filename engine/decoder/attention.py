@@ -1,5 +1,6 @@
-"""Attention pieces of the reordered mask decoder (:mod:`engine.decoder.point_decoder`): projections by head,
-the image tokens before the last layer norm (GPU / low-precision formulation), softmaxes.
+"""Attention pieces of the reordered mask decoder (:mod:`engine.decoder.point_decoder`):
+projections by head, the image tokens before the last layer norm (GPU / low-precision
+formulation), softmaxes.
 
 Shapes: ``B`` prompts, ``H`` heads, ``T`` prompt tokens, ``N`` = 4096 image tokens, ``C`` = 256
 channels, ``d`` = channels per head.

@@ -15,9 +15,10 @@ attention with those tokens then splits into
 * rank-one terms for the layer norms' means and biases.
 
 Each pixel's mean and variance (for ``LN_a`` and the last layer norm) come from the same pieces
-(:func:`engine.decoder.factored.stats1`, :func:`engine.decoder.factored.stats2`), and the upscaling's first
-convolution reads the factors directly (:meth:`engine.decoder.factored.FactoredTokens.conv1`): the
-``(N, C)`` per-prompt tokens are never written. Per prompt this halves the decoder's products
+(:func:`engine.decoder.factored.stats1`, :func:`engine.decoder.factored.stats2`), and the
+upscaling's first convolution reads the factors directly
+(:meth:`engine.decoder.factored.FactoredTokens.conv1`): the ``(N, C)`` per-prompt tokens are
+never written. Per prompt this halves the decoder's products
 (``benchmarks/bench_floors.py``).
 
 The variances are ``E[x^2] - E[x]^2`` from sums of terms: float32 on purpose (lower precision

@@ -23,9 +23,9 @@ every prompt. :class:`PointDecoder` computes the same function with the same wei
   upscales only the prompts that have a candidate above the threshold.
 
 Only the order of floating-point operations changes: outputs equal the model's own decoder to
-float32 rounding (``tests/decoder/test_point_decoder.py``, ``tests/decoder/test_lowrank.py``). Everything
-else (self-attention, MLPs, layer norms, upscaling convolutions, hypernetworks, IoU head) calls the
-model's own modules.
+float32 rounding (``tests/decoder/test_point_decoder.py``, ``tests/decoder/test_lowrank.py``).
+Self-attention, MLPs, layer norms and the IoU head call the model's own modules; the three
+multimask hypernetwork MLPs run as one batched MLP (:mod:`engine.decoder.readout`).
 
 **Devices and precisions.** The decoder runs with autocast off and casts explicitly, so that it
 behaves the same under any autocast policy (CUDA's and the CPU's differ). The large products (the
@@ -38,18 +38,22 @@ low-precision scores) and layer norms, and the few-token side (self-attention, M
 negligible cost). Two formulations:
 
 * ``exact`` (the CPU in float32): after the first layer, the image tokens are kept factored
-  (:mod:`engine.decoder.lowrank`: a per-image part plus attention weights times token values), so the
-  second layer, the final attention and the upscaling's first convolution run as per-image
-  products plus 16- and 64-wide per-prompt ones, and the ``(B, 4096, 256)`` per-prompt tokens
-  are never written. Its variances (``E[x^2] - E[x]^2`` from sums of pieces) need float32.
-  4 prompts per call, one upscaling product per prompt in a Python loop;
-* otherwise (any GPU, or a low precision): the image tokens are written per prompt as above and
-  the last layer norm is applied to them before the final attention, softmaxes by
-  ``torch.softmax`` in float32, and every product batched over the prompts of a call (the
-  caller decodes a whole ``points_per_batch``).
+  (:mod:`engine.decoder.lowrank`: a per-image part plus attention weights times token values),
+  so the second layer, the final attention and the upscaling's first convolution run as
+  per-image products plus 16- and 64-wide per-prompt ones, and the ``(B, 4096, 256)``
+  per-prompt tokens are never written. Its variances (``E[x^2] - E[x]^2`` from sums of pieces)
+  need float32. 4 prompts per call, one upscaling product per prompt in a Python loop;
+* otherwise (any GPU, or a low precision): few kernels per call, each over all the call's
+  prompts. The image tokens are written per prompt; after the first layer the attention's
+  projections are folded into matrices made once per model (:mod:`engine.decoder.folded`: five
+  kernels per attention); the IoU and mask tokens share one final attention; the image tokens
+  are freed once the upscaling's first convolution has read them, and no float32 temporary
+  their size is written, so a prompt costs a call 12 MiB at its peak in float32 and 11 MiB in
+  bfloat16 (``engine.automatic.on_device.TOKEN_COPIES``; Meta's decoder 28 MiB in float32).
 
-The attention pieces live in :mod:`engine.decoder.attention`, the factored form in
-:mod:`engine.decoder.lowrank` and :mod:`engine.decoder.factored`, the upscaling in :mod:`engine.decoder.upscaling`.
+The attention pieces live in :mod:`engine.decoder.attention` and :mod:`engine.decoder.folded`,
+the factored form in :mod:`engine.decoder.lowrank` and :mod:`engine.decoder.factored`, the
+upscaling in :mod:`engine.decoder.upscaling`, the hypernetworks in :mod:`engine.decoder.readout`.
 """
 from __future__ import annotations
 
@@ -59,46 +63,14 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import folded
 from .attention import ImageTokens, heads, linear, merge, softmax32, softmax_tokens
 from ..model.device import autocast_off
 from .factored import FactoredTokens, head_mm
 from .lowrank import FactoredLayers
-from .readout import StackedMLPs, stackable
+from .readout import StackedMLPs
+from .support import supports  # noqa: F401 (re-exported: what PointDecoder needs of a model)
 from .upscaling import CPU_CHUNK, Upscaler
-
-
-def supports(model) -> bool:
-    """True when ``model``'s decoder has the structure :class:`PointDecoder` reorders."""
-    try:
-        from sam2.modeling.sam.mask_decoder import MaskDecoder
-        from sam2.modeling.sam.transformer import Attention, TwoWayTransformer
-    except ImportError:  # pragma: no cover - sam2 is a requirement
-        return False
-    dec = getattr(model, "sam_mask_decoder", None)
-    if type(dec) is not MaskDecoder or type(dec.transformer) is not TwoWayTransformer:
-        return False
-    t = dec.transformer
-    attns = [t.final_attn_token_to_image] + [a for layer in t.layers for a in (
-        layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)]
-    return (len(t.layers) == 2 and t.layers[0].skip_first_layer_pe
-            and all(type(a) is Attention for a in attns) and dec.use_high_res_features
-            and _upscaling_supported(dec.output_upscaling)
-            and stackable(dec.output_hypernetworks_mlps[1:]))
-
-
-def _upscaling_supported(up) -> bool:
-    """``output_upscaling`` is SAM 2's ``[ConvTranspose2d(k=2, s=2), LayerNorm2d, act,
-    ConvTranspose2d(k=2, s=2), act]``, which :meth:`PointDecoder._prepare_upscaling` unpacks."""
-    from sam2.modeling.sam2_utils import LayerNorm2d
-
-    if not isinstance(up, torch.nn.Sequential) or len(up) != 5:
-        return False
-    convs = (up[0], up[3])
-    return (all(type(c) is torch.nn.ConvTranspose2d and tuple(c.kernel_size) == (2, 2)
-                and tuple(c.stride) == (2, 2) and tuple(c.padding) == (0, 0)
-                and tuple(c.output_padding) == (0, 0) and tuple(c.dilation) == (1, 1)
-                and c.groups == 1 and c.bias is not None for c in convs)
-            and type(up[1]) is LayerNorm2d)
 
 
 class PointDecoder:
@@ -134,11 +106,16 @@ class PointDecoder:
             self.k0 = heads(linear(kp0, a.k_proj), a.num_heads).to(dtype)
             self.v0 = heads(linear(keys0, a.v_proj), a.num_heads).to(dtype)
             b = first.cross_attn_image_to_token
-            # (1, H, d, N): image-to-token scores are computed tokens-first, (B, H, T, N)
-            self.qi0_t = heads(linear(kp0, b.q_proj), b.num_heads).transpose(2, 3) \
-                .contiguous().to(dtype)
-            # layer 0's image tokens plus the bias of its image-to-token output projection
-            self.keys0b = keys0 + b.out_proj.bias
+            qi0 = heads(linear(kp0, b.q_proj), b.num_heads).transpose(2, 3)  # (1, H, d, N)
+            if self.exact:
+                # image-to-token scores are computed tokens-first, (B, H, T, N)
+                self.qi0_t = qi0.contiguous().to(dtype)
+                # layer 0's image tokens plus the bias of its image-to-token output projection
+                self.keys0b = keys0 + b.out_proj.bias
+            else:  # (H, d, N), the attention's scale included; the bias is in the values
+                d0 = b.internal_dim // b.num_heads
+                self.qi0_scaled = (qi0[0] * (1.0 / math.sqrt(d0))).contiguous().to(dtype)
+                self.keys0 = keys0
             cpu = device.type == "cpu"
             self.upscale = Upscaler(dec.output_upscaling, *high_res_feats, self.hw, dtype,
                                     per_prompt=cpu, chunk=CPU_CHUNK if cpu else None)
@@ -158,86 +135,47 @@ class PointDecoder:
         return x.to(self.dtype)
 
     # -- attention pieces ----------------------------------------------------------------------
-    def _token_to_image(self, attn, q_in: torch.Tensor, keys: torch.Tensor,
-                        kp: torch.Tensor) -> torch.Tensor:
-        """``attn(q=q_in, k=kp, v=keys)`` for few queries against many image tokens (``keys``,
-        ``kp`` in the products' dtype).
-
-        The key projection's bias adds a constant to each query's scores, which the softmax over
-        the image tokens ignores: it is left out.
-        """
-        h = attn.num_heads
-        bsz, t, _ = q_in.shape
-        c = keys.shape[-1]
-        d = attn.internal_dim // h
-        q = heads(linear(q_in, attn.q_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
-        wk = attn.k_proj.weight.reshape(h, d, c)
-        folded = torch.einsum("bhtd,hdc->bhtc", q, wk).reshape(bsz, h * t, c)
-        scores = torch.bmm(self._low(folded), kp.transpose(1, 2))  # (B, H*T, N)
-        probs = softmax32(scores, -1)
-        mixed = torch.bmm(self._low(probs), keys).float().reshape(bsz, h, t, c)
-        wv = attn.v_proj.weight.reshape(h, d, c)
-        out = torch.einsum("bhtc,hdc->bhtd", mixed, wv) + attn.v_proj.bias.reshape(1, h, 1, d)
-        return linear(merge(out), attn.out_proj)
-
     def _image_to_token_factors(self, attn, k_in: torch.Tensor, v_in: torch.Tensor
                                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Layer 0's image-to-token attention ``attn(q=image, k=k_in, v=v_in)`` as factors: the
-        weights ``(B, H, T, N)`` float32 (each pixel's softmax over a head's tokens), the token
-        values by head ``(B, H, T, d)`` and through the output projection ``(B, H*T, C)``, so
-        that the image tokens are ``keys0b + weights^T values`` (the image queries are the same
-        for every prompt: ``qi0_t``, projected once; ``keys0b`` includes the output
-        projection's bias)."""
+        """Layer 0's image-to-token attention ``attn(q=image, k=k_in, v=v_in)`` as factors (the
+        exact formulation): the weights ``(B, H, T, N)`` float32 (each pixel's softmax over a
+        head's tokens), the token values by head ``(B, H, T, d)`` and through the output
+        projection ``(B, H*T, C)``, so that the image tokens are ``keys0b + weights^T values``
+        (the image queries are the same for every prompt: ``qi0_t``, projected once; ``keys0b``
+        includes the output projection's bias)."""
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
         k = heads(linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
         v = heads(linear(v_in, attn.v_proj), h)
-        if self.exact:
-            probs = softmax_tokens(head_mm(k.contiguous(), self.qi0_t[0]))
-        else:
-            probs = softmax32(torch.matmul(self._low(k), self.qi0_t), 2)
+        probs = softmax_tokens(head_mm(k.contiguous(), self.qi0_t[0]))
         wo = attn.out_proj.weight.reshape(c, h, d)
         return probs, v, torch.einsum("bhtd,chd->bhtc", v, wo).reshape(bsz, h * t, c)
 
     def _image_to_token(self, attn, k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
-        """Layer 0's image tokens ``keys0b + attn(q=image, k=k_in, v=v_in)`` written per
-        prompt: float32 ``(B, N, C)``."""
-        probs, _, v_out = self._image_to_token_factors(attn, k_in, v_in)
-        bsz, h, t, n = probs.shape
-        flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)  # (B, N, H*T)
-        return torch.bmm(flat, self._low(v_out)).float().add_(self.keys0b)
+        """Layer 0's image tokens ``keys0 + attn(q=image, k=k_in, v=v_in)`` written per prompt
+        (the other formulation): float32 ``(B, N, C)``.
 
-    def _image_to_token_full(self, attn, kp: torch.Tensor, k_in: torch.Tensor,
-                             v_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """``residual + attn(q=kp, k=k_in, v=v_in)`` with per-prompt image tokens ``kp`` (in the
-        products' dtype); q_proj folded into k. ``residual`` (float32) is overwritten with the
-        result.
-
-        Each head's attention rows sum to one, so the output projection's bias is added by
-        adding ``bias / heads`` to every token value. The scores are laid out ``(B, H, T, N)``
-        (tokens before pixels): the softmax over a head's T tokens then runs along a strided
-        dimension, vectorised over pixels, which is 2x faster than over a last dimension of 8.
-        """
+        The image queries are the same for every prompt (``qi0_scaled``, ``(H, d, N)``): the
+        scores are one product per head over all prompts' tokens, ``(H, B*T, N)``; the values
+        go through the output projection folded per head (:func:`.folded.folds`), token-major
+        rows ``(T, H)``, which already carry the output bias (a pixel's weights over a head's
+        tokens sum to one)."""
         h = attn.num_heads
         bsz, t, c = v_in.shape
         d = attn.internal_dim // h
-        k = heads(linear(k_in, attn.k_proj), h) * (1.0 / math.sqrt(d))  # (B, H, T, d)
-        wq = attn.q_proj.weight.reshape(h, d, c)
-        folded = torch.einsum("bhtd,hdc->bhtc", k, wq).reshape(bsz, h * t, c)
-        bias = torch.einsum("bhtd,hd->bht", k, attn.q_proj.bias.reshape(h, d))
-        scores = torch.baddbmm(self._low(bias.reshape(bsz, h * t, 1)), self._low(folded),
-                               kp.transpose(1, 2))
-        n = kp.shape[1]
-        v = heads(linear(v_in, attn.v_proj), h)
-        wo = attn.out_proj.weight.reshape(c, h, d)
-        v_out = (torch.einsum("bhtd,chd->bhtc", v, wo) + attn.out_proj.bias / h
-                 ).reshape(bsz, h * t, c)
-        probs = softmax32(scores.reshape(bsz, h, t, n), 2)
-        flat = self._low(probs).reshape(bsz, h * t, n).transpose(1, 2)
-        if flat.dtype == residual.dtype:  # accumulated in place: no (B, N, C) temporary
-            return residual.baddbmm_(flat, v_out)
-        return residual.add_(torch.bmm(flat, self._low(v_out)))
+        n = self.keys0.shape[1]
+        k = linear(k_in, attn.k_proj).view(bsz * t, h, d).transpose(0, 1)  # (H, B*T, d)
+        scores = torch.bmm(self._low(k), self.qi0_scaled)  # (H, B*T, N)
+        probs = softmax32(scores.view(h, bsz, t, n), 2)
+        f = folded.folds(attn)
+        values = F.linear(v_in, f["v_out"], f["v_out_b"]).view(bsz, t * h, c)
+        # (B, N, T*H): one copy into the layout of the values' rows
+        flat = probs.new_empty((bsz, n, t, h), dtype=self.dtype)
+        flat = flat.copy_(probs.permute(1, 3, 2, 0)).view(bsz, n, t * h)
+        if self.dtype == torch.float32:
+            return torch.baddbmm(self.keys0.expand(bsz, -1, -1), flat, values)
+        return torch.bmm(flat, values.to(self.dtype)).float().add_(self.keys0)
 
     # -- decoding ------------------------------------------------------------------------------
     def transformer(self, sparse: torch.Tensor
@@ -280,11 +218,10 @@ class PointDecoder:
             qp = q + tokens
             q = layer.norm1(q + layer.self_attn(q=qp, k=qp, v=q))
             kp = self._low(keys + self.pe)
-            q = layer.norm2(q + self._token_to_image(layer.cross_attn_token_to_image,
-                                                     q + tokens, self._low(keys), kp))
+            q = layer.norm2(q + folded.token_to_image(layer.cross_attn_token_to_image,
+                                                      q + tokens, self._low(keys), kp))
             q = layer.norm3(q + layer.mlp(q))
-            x = self._image_to_token_full(layer.cross_attn_image_to_token, kp, q + tokens, q,
-                                          keys)
+            x = folded.image_to_token(layer.cross_attn_image_to_token, kp, q + tokens, q, keys)
             norm = layer.norm4
             del kp, keys
         return q, tokens, ImageTokens(x, norm, self.pe, self.dtype)
@@ -302,7 +239,7 @@ class PointDecoder:
         if self.exact:
             out = self.factored.final_attention(q + tokens, image)
         else:
-            out = self._token_to_image(attn, q + tokens, image.keys_low(), image.kp_low())
+            out = folded.token_to_image(attn, q + tokens, image.keys_low(), image.kp_low())
         return self.t.norm_final_attn(q + out)
 
     def _read_rows(self) -> slice:

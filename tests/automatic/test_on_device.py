@@ -30,17 +30,19 @@ def threads():
 def _peak_per_prompt(model, run, sizes=(4, 12)) -> float:
     """Bytes per prompt of a decoder call's peak: the peak's growth from ``sizes[0]`` to
     ``sizes[1]`` prompts, divided by the difference (what the call's fixed part does not
-    explain). ``run(coords, labels)`` decodes on the fake accelerator."""
+    explain), after a first call (which makes the folded attention weights the model then
+    keeps). ``run(coords, labels)`` decodes on the fake accelerator."""
     gen = torch.Generator().manual_seed(5)
     peaks = []
     with fake_accelerator() as mode, torch.no_grad():
-        for bsz in sizes:
+        for bsz in (sizes[0],) + tuple(sizes):  # the first call makes what the model keeps
             coords = (torch.rand(bsz, 1, 2, generator=gen) * 1024).to(ACCEL)
             labels = torch.ones(bsz, 1, dtype=torch.int).to(ACCEL)
             base = mode.reset_peak()
             out = run(coords, labels)
             peaks.append(mode.peak_bytes - base)
             del out
+    peaks = peaks[1:]
     return (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
 
 
@@ -86,7 +88,7 @@ def test_memory_per_prompt_bounds_the_model_decoders_peak(on_accelerator):
 
 
 def test_operations_per_decoder_call(tiny_model, monkeypatch):
-    """A decoder call of the GPU path launches at most 140 operations (the whole grid's prompts
+    """A decoder call of the GPU path launches at most 95 operations (the whole grid's prompts
     are embedded once per crop, the IoU and mask tokens share one final attention, the three
     hypernetwork MLPs run as one batched MLP, a single call's outputs are not copied): measured
     as the growth from one call to four for the same 8x8 grid, the budget set to a quarter of it."""
@@ -103,4 +105,4 @@ def test_operations_per_decoder_call(tiny_model, monkeypatch):
         ops[calls] = counts.ops
         assert counts.waits <= 5
     per_call = (ops[4] - ops[1]) / 3
-    assert 60 <= per_call <= 140, ops
+    assert 60 <= per_call <= 95, ops
