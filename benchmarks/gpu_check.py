@@ -163,6 +163,39 @@ def _peak(device, fn):
     return out, torch.cuda.max_memory_allocated() / 2 ** 20
 
 
+def _decoder_memory_row(tag, model, emb, dtype, device, sizes=(64, 256)):
+    """A prompt's share of a decoder call's peak GPU memory (the growth from ``sizes[0]`` to
+    ``sizes[1]`` prompts, after a first call that makes what the model keeps) against
+    ``engine.automatic.on_device.bytes_per_prompt``, the model the memory budget uses."""
+    import torch
+
+    from infer_segment_anything_2.engine.automatic.on_device import bytes_per_prompt
+    from infer_segment_anything_2.engine.decoder.point_decoder import PointDecoder
+    from infer_segment_anything_2.engine.decoder.prompts import point_embeddings
+
+    label = "decoder memory per prompt: measured / the budget's model"
+    try:
+        fast = PointDecoder(model, emb.image_embed, emb.high_res_feats, dtype=dtype)
+        peaks = []
+        for bsz in (sizes[0],) + tuple(sizes):
+            with torch.no_grad():
+                sparse = point_embeddings(model.sam_prompt_encoder,
+                                          torch.rand(bsz, 2, device=device) * model.image_size)
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+                out = fast(sparse)
+                torch.cuda.synchronize()
+                peaks.append(torch.cuda.max_memory_allocated() - base)
+                del out, sparse
+        measured = (peaks[2] - peaks[1]) / (sizes[1] - sizes[0]) / 2 ** 20
+        expected = bytes_per_prompt(emb.image_embed, dtype) / 2 ** 20
+        return (tag, label, f"{measured:.1f} MiB", f"{expected:.1f} MiB",
+                f"{measured / expected:.2f}x the model")
+    except Exception as exc:  # a row, not a stop: the check goes on
+        return (tag, label, f"failed: {type(exc).__name__}: {exc}"[:80], "", "")
+
+
 def _match(ours, ref, device=None):
     """Smallest IoU of Meta's masks with their best match among ours (1.0 when none).
 
@@ -313,6 +346,8 @@ def check_model(name, args, image, device, rows, raw):
         q, tokens, toks = fast.transformer(sparse)
         ious = fast.iou(q, tokens, toks).flatten().float().cpu().numpy()
     del fast, q, tokens, toks
+    if device.type == "cuda":
+        rows.append(_decoder_memory_row(tag, model, grid, choice.dtype, device))
     regimes = {"defaults": {}, "half pass": dict(pred_iou_thresh=float(np.quantile(ious, 0.5))),
                "most pass": dict(pred_iou_thresh=float(np.quantile(ious, 0.1)),
                                  stability_score_thresh=0.0)}

@@ -86,13 +86,12 @@ def near_crop_edge(boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequ
     Such masks are probably cut by the crop; another crop (or the whole image) sees them whole.
     """
     x0, y0 = crop_box[0], crop_box[1]
-    shifted = boxes.float() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32,
-                                           device=boxes.device)
-    crop_t = torch.as_tensor(crop_box, dtype=torch.float32, device=boxes.device)
-    image_t = torch.as_tensor(image_box, dtype=torch.float32, device=boxes.device)
-    at_crop = (shifted - crop_t).abs() <= atol
-    at_image = (shifted - image_t).abs() <= atol
-    return (at_crop & ~at_image).any(dim=1)
+    # the offset, the crop's edges and the image's edges in one copy to the boxes' device
+    refs = torch.tensor([[x0, y0, x0, y0], list(crop_box), list(image_box)],
+                        dtype=torch.float32, device=boxes.device)
+    shifted = boxes.float() + refs[0]
+    near = (shifted[:, None, :] - refs[None, 1:]).abs() <= atol  # (K, 2, 4): crop, image
+    return (near[:, 0] & ~near[:, 1]).any(dim=1)
 
 
 def remove_small_regions(mask: np.ndarray, max_area: float, mode: str) -> Tuple[np.ndarray, bool]:

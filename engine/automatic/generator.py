@@ -43,6 +43,7 @@ from . import amg, on_device, stability
 from .candidates import Kept as _Kept
 from ..cancel import GenerationCancelled, StopCheck, stoppable_encoder
 from ..decoder.point_decoder import PointDecoder, supports as fast_decoder_supports
+from ..decoder.prompts import point_embeddings
 from ..model.device import CPU, DeviceChoice
 from .final_masks import final_masks, upsample_chunk
 from .params import AutomaticParams, ProgressCallback, count_steps
@@ -235,7 +236,7 @@ class _Run:
         coords = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         coords = coords / scale * model.image_size
         # the whole grid's prompts embedded at once (a few kernels, not a few per call)
-        sparse = self._sparse(coords) if fast is not None else None
+        sparse = point_embeddings(model.sam_prompt_encoder, coords) if fast is not None else None
         done = [0]
 
         def decode(start: int, stop: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -27,16 +27,13 @@ float32; the image-side products run in ``dtype`` with float32 softmaxes, as
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .attention import softmax32
-
-_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, Tuple[tuple, Dict[str, torch.Tensor]]]" = \
-    weakref.WeakKeyDictionary()
+from .cache import per_model
 
 
 def _by_head(attn) -> Tuple[int, int, float]:
@@ -46,8 +43,8 @@ def _by_head(attn) -> Tuple[int, int, float]:
 
 
 def folds(attn) -> Dict[str, torch.Tensor]:
-    """The folded matrices of SAM 2 ``Attention`` module ``attn``, made once (and again if its
-    weights change: they are kept with the weights' versions), float32 on its device.
+    """The folded matrices of SAM 2 ``Attention`` module ``attn``, made once per model
+    (:func:`engine.decoder.cache.per_model`), float32 on its device.
 
     ``q_fold`` ``(H*C, C)``, ``q_fold_b`` ``(H*C,)``: a query token to its per-head vectors
     against the image tokens; ``mix_out`` ``(C, H*C)``, ``mix_out_b``: per-head mixes of image
@@ -58,41 +55,38 @@ def folds(attn) -> Dict[str, torch.Tensor]:
     """
     params = (attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, attn.k_proj.bias,
               attn.v_proj.weight, attn.v_proj.bias, attn.out_proj.weight, attn.out_proj.bias)
-    key = tuple((id(p), p._version) for p in params)
-    hit = _CACHE.get(attn)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    return per_model(attn, "folds", params, lambda: _make_folds(attn, params))
+
+
+def _make_folds(attn, params) -> Dict[str, torch.Tensor]:
     h, d, scale = _by_head(attn)
-    with torch.no_grad():
-        wq, bq, wk, bk, wv, bv, wo, bo = (p.float() for p in params)
-        c_in = wq.shape[1]
-        wq_h, wk_h, wv_h = (w.reshape(h, d, c_in) for w in (wq, wk, wv))
-        bq_h, bk_h, bv_h = (b.reshape(h, d) for b in (bq, bk, bv))
-        wo_h = wo.reshape(wo.shape[0], h, d).transpose(0, 1)  # (H, C, d)
-        # token-to-image: scores_h = (Wq_h t + bq_h) . (Wk_h x) * scale = x . q_fold_h(t)
-        q_fold = torch.bmm(wk_h.transpose(1, 2), wq_h) * scale  # (H, C, C): Wk_h^T Wq_h
-        q_fold_b = torch.bmm(wk_h.transpose(1, 2), bq_h[:, :, None])[:, :, 0] * scale
-        mix_out = torch.bmm(wo_h, wv_h)  # (H, C, C): Wo_h Wv_h
-        mix_out_b = wo @ bv + bo
-        # image-to-token: scores_h = (Wq_h x + bq_h) . (Wk_h t + bk_h) * scale
-        #                          = x . [Wq_h^T (Wk_h t + bk_h)] + bq_h . (Wk_h t + bk_h)
-        k_vec = torch.bmm(wq_h.transpose(1, 2), wk_h)  # (H, C, C_in)
-        k_vec_b = torch.bmm(wq_h.transpose(1, 2), bk_h[:, :, None])[:, :, 0]
-        k_bias = torch.bmm(bq_h[:, None, :], wk_h)  # (H, 1, C_in)
-        k_bias_b = (bq_h * bk_h).sum(1, keepdim=True)  # (H, 1)
-        k_fold = torch.cat([k_vec, k_bias], dim=1) * scale  # (H, C+1, C_in)
-        k_fold_b = torch.cat([k_vec_b, k_bias_b], dim=1) * scale
-        v_out = torch.bmm(wo_h, wv_h)  # (H, C, C_in): Wo_h Wv_h
-        v_out_b = torch.bmm(wo_h, bv_h[:, :, None])[:, :, 0] + bo / h
-        made = {
-            "q_fold": q_fold.reshape(-1, c_in), "q_fold_b": q_fold_b.reshape(-1),
-            "mix_out": mix_out.transpose(0, 1).reshape(wo.shape[0], -1),
-            "mix_out_b": mix_out_b,
-            "k_fold": k_fold.reshape(-1, c_in), "k_fold_b": k_fold_b.reshape(-1),
-            "v_out": v_out.reshape(-1, c_in), "v_out_b": v_out_b.reshape(-1),
-        }
-    _CACHE[attn] = (key, made)
-    return made
+    wq, bq, wk, bk, wv, bv, wo, bo = (p.float() for p in params)
+    c_in = wq.shape[1]
+    wq_h, wk_h, wv_h = (w.reshape(h, d, c_in) for w in (wq, wk, wv))
+    bq_h, bk_h, bv_h = (b.reshape(h, d) for b in (bq, bk, bv))
+    wo_h = wo.reshape(wo.shape[0], h, d).transpose(0, 1)  # (H, C, d)
+    # token-to-image: scores_h = (Wq_h t + bq_h) . (Wk_h x) * scale = x . q_fold_h(t)
+    q_fold = torch.bmm(wk_h.transpose(1, 2), wq_h) * scale  # (H, C, C): Wk_h^T Wq_h
+    q_fold_b = torch.bmm(wk_h.transpose(1, 2), bq_h[:, :, None])[:, :, 0] * scale
+    mix_out = torch.bmm(wo_h, wv_h)  # (H, C, C): Wo_h Wv_h
+    mix_out_b = wo @ bv + bo
+    # image-to-token: scores_h = (Wq_h x + bq_h) . (Wk_h t + bk_h) * scale
+    #                          = x . [Wq_h^T (Wk_h t + bk_h)] + bq_h . (Wk_h t + bk_h)
+    k_vec = torch.bmm(wq_h.transpose(1, 2), wk_h)  # (H, C, C_in)
+    k_vec_b = torch.bmm(wq_h.transpose(1, 2), bk_h[:, :, None])[:, :, 0]
+    k_bias = torch.bmm(bq_h[:, None, :], wk_h)  # (H, 1, C_in)
+    k_bias_b = (bq_h * bk_h).sum(1, keepdim=True)  # (H, 1)
+    k_fold = torch.cat([k_vec, k_bias], dim=1) * scale  # (H, C+1, C_in)
+    k_fold_b = torch.cat([k_vec_b, k_bias_b], dim=1) * scale
+    v_out = torch.bmm(wo_h, wv_h)  # (H, C, C_in): Wo_h Wv_h
+    v_out_b = torch.bmm(wo_h, bv_h[:, :, None])[:, :, 0] + bo / h
+    return {
+        "q_fold": q_fold.reshape(-1, c_in), "q_fold_b": q_fold_b.reshape(-1),
+        "mix_out": mix_out.transpose(0, 1).reshape(wo.shape[0], -1),
+        "mix_out_b": mix_out_b,
+        "k_fold": k_fold.reshape(-1, c_in), "k_fold_b": k_fold_b.reshape(-1),
+        "v_out": v_out.reshape(-1, c_in), "v_out_b": v_out_b.reshape(-1),
+    }
 
 
 def token_to_image(attn, q_in: torch.Tensor, keys: torch.Tensor, kp: torch.Tensor

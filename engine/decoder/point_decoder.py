@@ -68,7 +68,8 @@ from .attention import ImageTokens, heads, linear, merge, softmax32, softmax_tok
 from ..model.device import autocast_off
 from .factored import FactoredTokens, head_mm
 from .lowrank import FactoredLayers
-from .readout import StackedMLPs
+from .prompts import dense_pe
+from .readout import stacked
 from .support import supports  # noqa: F401 (re-exported: what PointDecoder needs of a model)
 from .upscaling import CPU_CHUNK, Upscaler
 
@@ -94,7 +95,7 @@ class PointDecoder:
         self.t = t = dec.transformer
         self.hw = image_embed.shape[-2:]
         with torch.no_grad(), autocast_off(device):
-            pe = model.sam_prompt_encoder.get_dense_pe()
+            pe = dense_pe(model.sam_prompt_encoder)
             no_mask = model.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
             # (1, N, C), contiguous: results of broadcast ops take their inputs' memory layout,
             # and a transposed layout here would make every (B, N, C) tensor below strided
@@ -128,7 +129,7 @@ class PointDecoder:
                                                                    dec.mask_tokens.weight]
             self.out_tokens = torch.cat(parts, dim=0)
             # the multimask tokens' hypernetwork MLPs as one batched MLP
-            self.hyper_mlps = StackedMLPs(dec.output_hypernetworks_mlps[1:])
+            self.hyper_mlps = stacked(dec, dec.output_hypernetworks_mlps[1:])
 
     def _low(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the products' dtype (no copy in float32)."""

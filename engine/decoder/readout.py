@@ -3,7 +3,7 @@
 SAM 2's decoder turns each multimask token into a hypernetwork vector with a small MLP of its
 own (``output_hypernetworks_mlps[i]``, three ``Linear`` layers with ReLU between), one module call
 per token: three kernels per layer per token on a GPU. :class:`StackedMLPs` stacks the weights of
-several such MLPs once and runs them as batched products: one ``baddbmm`` per layer for all the
+several such MLPs once per model (:func:`stacked`) and runs them as batched products: one ``baddbmm`` per layer for all the
 tokens, whatever their number. Same function, to float32 rounding (only the batching of the
 products changes).
 
@@ -14,6 +14,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from .cache import per_model
+
+
+def stacked(owner: torch.nn.Module, mlps: Sequence[torch.nn.Module]) -> "StackedMLPs":
+    """:class:`StackedMLPs` of ``mlps`` (modules of ``owner``), made once per ``owner``."""
+    params = [p for m in mlps for p in m.parameters()]
+    return per_model(owner, "stacked_mlps", params, lambda: StackedMLPs(mlps))
 
 
 def stackable(mlps: Sequence[torch.nn.Module]) -> bool:
