@@ -9,7 +9,7 @@
 * :func:`dense_pe`: ``get_dense_pe()``, made once per model (it depends on the weights only).
 
 The arithmetic is the encoder's own (``pe_layer._pe_encoding``: the same operations in the same
-order); ``tests/decoder/test_prompts.py`` checks both against the module.
+order); ``tests/decoder/test_prompt_embeddings.py`` checks both against the module.
 """
 from __future__ import annotations
 
