@@ -46,9 +46,6 @@ class ImageTokens:
             return ImageTokens(None, self.norm, self.pe, self.dtype, self._keys[index])
         return ImageTokens(self.x[index], self.norm, self.pe, self.dtype)
 
-    def __len__(self) -> int:
-        return len(self.x if self._keys is None else self._keys)
-
     def keys(self) -> torch.Tensor:
         """The normalised image tokens ``norm(x)`` (float32; computed once, then ``x`` is
         dropped: nothing else reads it, and a batch's memory is counted in such tensors)."""
