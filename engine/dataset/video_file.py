@@ -108,7 +108,7 @@ class VideoFile:
 
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` as decoded BGR, equal (CRC) to sequential decoding's."""
-        if self._pos != index:
+        if self._cap is None or self._pos != index:
             self._position(index)
         ok, frame = self._cap.read()
         good = ok and _crc(frame) == self._crcs[index]
