@@ -61,8 +61,10 @@ def present(mask):
 
 def test_rle_stats_match_pycocotools():
     rng = np.random.default_rng(0)
+    wrap = np.zeros((H, W), bool)
+    wrap[15:, 3], wrap[:4, 4] = True, True  # one run from column 3's bottom to column 4's top
     cases = [np.zeros((H, W), bool), np.ones((H, W), bool), box_mask(4, 3, 9, 20),
-             box_mask(0, 18, 30, 20)] + [rng.random((H, W)) > p for p in (.3, .9, .99)]
+             box_mask(0, 18, 30, 20), wrap] + [rng.random((H, W)) > p for p in (.3, .9, .99)]
     for mask in cases:
         rle = encode(mask)
         for form in (rle, mask_to_rle(mask)):
