@@ -5,7 +5,8 @@ frames (``CAP_PROP_FRAME_COUNT`` is an estimate for many containers) and keeping
 decoded frame (4 bytes a frame). A later read that seeks (``CAP_PROP_POS_FRAMES``, used to go
 back or to jump far ahead) is checked against those CRCs, frame by frame; where a seek lands
 elsewhere the file is read again sequentially from its start (and seeks are not trusted for it
-any more), so frame ``i`` is always the image that sequential decoding gives.
+any more: going back then decodes from the start again, once per block of a descending run),
+so frame ``i`` is always the image that sequential decoding gives (equal CRC-32).
 """
 from __future__ import annotations
 

@@ -163,6 +163,9 @@ class LazyTracks(Mapping):
             raise KeyError(name)
         return self._build(name)
 
+    def __contains__(self, name: object) -> bool:  # without building the video's prompts
+        return name in self._names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 

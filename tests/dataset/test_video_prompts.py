@@ -94,6 +94,7 @@ def test_ytvis_errors(tmp_path):
     data["annotations"][0]["segmentations"][1] = {"size": [H, W], "counts": [5, 5]}
     path.write_text(json.dumps(data))
     p = read_ytvis_prompts(str(path), ["v1"])
+    assert "v1" in p.tracks and "v2" not in p.tracks  # without decoding the masks
     with pytest.raises(VideoError, match="v1: --ytvis: track 101, frame 1: bad segmentation"):
         p.for_video("v1")
     (tmp_path / "results.json").write_text("[]")

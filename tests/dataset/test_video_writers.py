@@ -220,6 +220,10 @@ def test_davis_more_than_255_tracks_is_an_error(tmp_path):
     assert not (tmp_path / "out" / "crowd").exists()
     write_videos("davis", str(tmp_path / "out"), [(info, tracks[:255])])
     assert (tmp_path / "out" / "crowd" / "0.png").exists()
+    outside = VideoInfo("../up", ["../up/0.jpg"], H, W)
+    with pytest.raises(VideoError, match=r"\.\./up: a DAVIS folder"):
+        write_videos("davis", str(tmp_path / "out"), [(outside, [])])
+    assert not (tmp_path / "up").exists()
 
 
 def test_json_outputs_are_atomic(tmp_path):
