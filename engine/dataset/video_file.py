@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .videos import VideoError, VideoRef, check_indices
+from .videos import Closing, VideoError, VideoRef, check_indices
 
 BLOCK = 32  # a descending run is decoded in ascending blocks of this many frames
 SKIP = 64  # a forward jump of at most this many frames decodes through instead of seeking
@@ -32,7 +32,7 @@ def _crc(frame: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(frame))
 
 
-class VideoFile:
+class VideoFile(Closing):
     """A video file as a :class:`~engine.video.offline_types.FrameSource` (``names``:
     ``000000.jpg``, ``000001.jpg``, ...); see the module docstring for how reads stay exact.
 

@@ -89,6 +89,9 @@ def test_video_file_frames_are_sequential_decoding(tmp_path, ext, fourcc):
         assert all(np.array_equal(img, expected[i]) for i, img in got), run
     assert src.seeks > 0 and src.rereads == 0  # the seeks were checked and were right
     src.close()
+    with open_video(VideoRef("v", str(path), "file")) as again:  # closes its capture
+        assert next(again.iterate([3]))[0] == 3 and again._cap is not None
+    assert again._cap is None
 
 
 class CountingCapture:

@@ -66,7 +66,8 @@ def test_ytvis_masks_boxes_ids_categories(tmp_path):
     p = read_ytvis_prompts(str(path), names)
     assert p.video_ids == {"v1": 11, "nested/v2": 12, "clip.mp4": 13}
     assert p.unmatched == ["unknown"]
-    assert p.categories == [{"id": 3, "name": "cat"}, {"id": 9, "name": "9"}]
+    assert p.categories == [{"id": 3, "name": "cat", "supercategory": "animal"},
+                            {"id": 9, "name": "9"}]
     assert p.category("v1", 101) == "cat" and p.category("v1", 7) == "9"
     assert p.skipped == 2  # the zero-width box, the second annotation of track 7
     v1 = p.for_video("v1")

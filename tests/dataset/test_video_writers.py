@@ -19,7 +19,7 @@ from infer_segment_anything_2.engine.dataset.videos import VideoError
 from infer_segment_anything_2.engine.image.coco import mask_to_rle
 
 H, W = 20, 30
-CATEGORIES = [{"id": 3, "name": "cat"}]
+CATEGORIES = [{"id": 3, "name": "cat", "supercategory": "animal"}]
 
 
 def encode(mask):
@@ -82,7 +82,8 @@ def test_ytvis_labels_read_back(tmp_path):
     assert counts == {"videos": 2, "tracks": 3, "categories": 2}
     data = json.loads(out.read_text())
     assert sorted(data) == ["annotations", "categories", "videos"]
-    assert data["categories"] == [{"id": 3, "name": "cat"}, {"id": 4, "name": "dog"}]
+    assert data["categories"] == [{"id": 3, "name": "cat", "supercategory": "animal"},
+                                  {"id": 4, "name": "dog"}]
     assert data["videos"][1] == {"id": 2, "name": "sub/b.mp4", "width": W, "height": H,
                                  "length": 3, "file_names": [f"sub/b.mp4/{t:06d}.jpg"
                                                              for t in range(3)]}
