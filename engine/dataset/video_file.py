@@ -104,8 +104,10 @@ class VideoFile(Closing):
             self.seeks += 1
             self._seeked = True
             self._pos = index
+        elif index < self._pos:
+            self._restart(index)
         else:
-            self._restart(index) if index < self._pos else self._forward(index)
+            self._forward(index)
 
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` as decoded BGR, equal (CRC) to sequential decoding's."""
