@@ -55,3 +55,10 @@ def test_every_page_of_docs_is_linked_from_the_readme():
     readme = (REPO / "README.md").read_text()
     for page in doc_files()[1:]:
         assert f"(docs/{page.name}" in readme, page.name
+
+
+def test_readme_stays_a_page_a_hub_reader_takes_in_at_a_glance():
+    """The README is the algorithm's page on Ikomia HUB: about 350 lines (issue 30); the rest
+    goes to a page of docs/ with one paragraph and one link under "Advanced usage"."""
+    lines = (REPO / "README.md").read_text().count("\n")
+    assert lines <= 375, f"README.md has {lines} lines: move the details to a page of docs/"
