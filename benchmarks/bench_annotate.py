@@ -17,6 +17,10 @@ process's own (``ru_maxrss``, measured before Ray starts), and each Ray worker's
 polled from /proc while it runs.
 
 Usage: .venv/bin/python benchmarks/bench_annotate.py [--images 24] [--workers 2] [--threads N]
+       [--json PATH]
+
+``--json docs/annotate_throughput.json`` then ``python benchmarks/plots.py`` redraws the
+throughput plot of docs/performance.md from this run.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_prompt import REPO, setup_ikomia_home  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "images"
 
@@ -91,6 +96,22 @@ class WorkerMemory(threading.Thread):
             time.sleep(0.5)
 
 
+def report(images: int, singles: dict, workers: int, per_worker: int, ray: tuple,
+           first_result_s: float, single_rss_gib: float, worker_rss_gib: list) -> dict:
+    """The run as ``--json`` writes it (what benchmarks/plots.py reads): ``singles`` maps torch
+    threads to (whole run, steady state) images/s of one process, ``ray`` is Ray's pair."""
+    runs = [{"label": f"one process, {n} torch thread{'s' if n > 1 else ''}", "workers": 1,
+             "threads_per_worker": n, "whole_img_s": whole, "steady_img_s": steady}
+            for n, (whole, steady) in singles.items()]
+    runs.append({"label": f"Ray, {workers} workers x {per_worker} torch "
+                          f"thread{'s' if per_worker > 1 else ''}",
+                 "workers": workers, "threads_per_worker": per_worker,
+                 "whole_img_s": ray[0], "steady_img_s": ray[1],
+                 "first_result_s": first_result_s})
+    return {"source": provenance(), "images": images, "cores": os.cpu_count(), "runs": runs,
+            "peak_rss_gib": {"single process": single_rss_gib, "ray workers": worker_rss_gib}}
+
+
 def compare(a: Path, b: Path) -> str:
     if a.read_bytes() == b.read_bytes():
         return "identical (byte for byte)"
@@ -108,6 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="write the throughputs to this file")
     args = parser.parse_args(argv)
     setup_ikomia_home()
     import torch
@@ -174,6 +196,10 @@ def main(argv=None) -> int:
     for threads in rows:
         print(f"output against the single process on {threads} threads:",
               compare(work / f"single-{threads}.json", work / "ray.json"))
+    if args.json:
+        args.json.write_text(json.dumps(report(
+            len(items), rows, args.workers, per_worker, spread, timed.times[0] - start,
+            single_rss, sorted(kb / 2**20 for kb in memory.peaks.values())), indent=1))
     return 0
 
 

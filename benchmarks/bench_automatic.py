@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from provenance import _cpu, provenance
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO.parent / "shared" / "images"
 PLUGIN = "infer_segment_anything_2"
@@ -248,14 +250,7 @@ def _line(image: str, model: str, mode: str, gen: str, r: dict) -> str:
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _cpu()
     import torch
 
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
@@ -343,7 +338,8 @@ def main() -> None:
                           f"{a['min_iou']}", flush=True)
                 results.append(row)
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"source": provenance(), "machine": info,
+                                         "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ on device tensors but views and allocations) and host waits (``.item()``, ``bool
 run, ours against Meta's ``SAM2AutomaticMaskGenerator``, both on the fake accelerator of
 ``tests/fake_accelerator.py`` (the GPU path, computed on the CPU; ``tests/dispatch_counter.py``).
 
-Two regimes of random weights (README, "Performance"): ``defaults`` (nothing passes the IoU
-filter at 0.8) and ``median`` (``pred_iou_thresh`` at the median predicted IoU of the grid,
-stability filter off: most prompts have a candidate that passes, as with trained weights). The
-image encoder is the same model code in both generators: its share is printed apart.
+Two regimes of random weights (docs/precision-and-gpu.md, "CPU proxy of GPU throughput"):
+``defaults`` (nothing passes the IoU filter at 0.8) and ``median`` (``pred_iou_thresh`` at the
+median predicted IoU of the grid, stability filter off: most prompts have a candidate that passes,
+as with trained weights). The image encoder is the same model code in both generators: its share
+is printed apart.
 
 Our decoder calls follow the memory budget (``engine.automatic.on_device``): on a GPU half its
 free memory, on a device whose memory is unknown (as this fake one) ``DECODE_BYTES``, 4 GiB.

@@ -21,6 +21,9 @@ at 128x128): memory over a long video without hours of CPU time.
 
 Usage: .venv/bin/python benchmarks/bench_video.py [--frames 24] [--model sam2.1_hiera_tiny]
        [--objects 1 4 16] [--long 2000] [--threads 2] [--json out.json]
+
+``--json docs/video_memory.json`` then ``python benchmarks/plots.py`` redraws the memory plot of
+docs/performance.md from this run (the file also keeps each side's RSS after every frame).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_automatic import IMAGES, _import_engine  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 WINDOW = (540, 960)  # H, W of the clip's frames
 
@@ -95,7 +99,7 @@ def worker(args) -> None:
     n = len(list(folder.glob("*.jpg")))
     torch.manual_seed(0)  # the same random weights in both children
     model = build_model(get_model_spec(args.model), None)
-    times, masks, prep = [], [], []
+    times, masks, prep, rss = [], [], [], []  # rss: MiB after each frame
     if args.side == "meta":
         from sam2.build_sam import build_sam2_video_predictor
 
@@ -117,6 +121,7 @@ def worker(args) -> None:
                 now = time.perf_counter()
                 times.append(now - start)
                 masks.append((video_masks[:, 0] > 0).numpy())
+                rss.append(_rss_mib())
                 start = time.perf_counter()
     else:
         from infer_segment_anything_2.engine.model.device import CPU
@@ -134,12 +139,13 @@ def worker(args) -> None:
             result = tracker.track(frame, boxes if t == 0 else {})
             masks.append(result.masks(*frame.shape[:2]))
             times.append(time.perf_counter() - start)
+            rss.append(_rss_mib())
             start = time.perf_counter()  # what Meta's init_state does ahead, timed apart
             frame_tensor(frame, model.image_size)
             prep.append(time.perf_counter() - start)
     np.save(args.save, np.packbits(np.stack(masks), axis=-1))
     print(json.dumps(dict(times=times, init_s=init_s, rss_loaded=loaded, rss_end=_rss_mib(),
-                          prep_s=float(np.median(prep)) if prep else 0.0)))
+                          rss=rss, prep_s=float(np.median(prep)) if prep else 0.0)))
 
 
 def long_worker(args) -> None:
@@ -203,7 +209,8 @@ def main() -> None:
         return worker(args)
     tmp = Path(tempfile.mkdtemp(prefix="sam2-bench-video-"))
     make_clip(tmp, args.frames, args.image)
-    report = {"frames": args.frames, "model": args.model, "threads": args.threads, "runs": {}}
+    report = {"source": provenance(), "frames": args.frames, "model": args.model,
+              "threads": args.threads, "runs": {}}
     print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} "
           f"threads; boxes on frame 0, then tracking")
     print(f"objects | side | first frame | per frame (frames >= {args.steady_from}, median) | "

@@ -28,8 +28,8 @@ compute capability 8), on the engine alone (no Ikomia needed):
 Rows: the large model first, then the tiny one, then the video rows of both.
 The table is printed and written, with the raw numbers as JSON, to ``--out`` (default ``$OUT``
 when set, else ``gpu_check_out``). On a CUDA machine without the ``sam2`` module and its pure
-wheels, prepare them first (README, "On a GPU"). ``--device cpu --quick`` runs the same checks
-small on a CPU (the test suite does, to keep this script working).
+wheels, prepare them first (docs/precision-and-gpu.md, "The GPU check"). ``--device cpu
+--quick`` runs the same checks small on a CPU (the test suite does, to keep this script working).
 
 Usage: python3 benchmarks/gpu_check.py [--image .gpu/truck.jpg] [--models M ...]
 """

@@ -3,7 +3,7 @@
 # (it has torch, torchvision, numpy, OpenCV, PyYAML, portalocker and tqdm): Meta's sam2 code
 # (rf-sam-2), hydra-core, omegaconf, antlr4-python3-runtime and iopath, into .whl/ (git-ignored
 # through .git/info/exclude). Run it here, from the repository root, on a machine with the
-# package index; then carry .whl/ to the GPU machine (README, "On a GPU").
+# package index; then carry .whl/ to the GPU machine (docs/precision-and-gpu.md, "The GPU check").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude

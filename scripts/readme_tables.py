@@ -1,8 +1,9 @@
-"""Write the README's model and parameter tables from the engine's tables.
+"""Write the documentation's model and parameter tables from the engine's tables.
 
 ``python scripts/readme_tables.py`` rewrites the blocks between ``<!-- models:begin -->`` /
-``<!-- models:end -->`` and ``<!-- parameters:begin -->`` / ``<!-- parameters:end -->``;
-``--check`` exits 1 when the README is out of date (tests/test_readme.py runs it).
+``<!-- models:end -->`` and ``<!-- parameters:begin -->`` / ``<!-- parameters:end -->``
+wherever they are in README.md and docs/*.md (each table at least once); ``--check`` exits 1
+when a file is out of date (tests/test_readme.py runs it).
 """
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+TABLES = ("models", "parameters")
+
+
+def doc_files() -> list:
+    """README.md, then the pages of docs/ in name order."""
+    return [README, *sorted((REPO / "docs").glob("*.md"))]
 
 
 def _load_engine():
@@ -63,27 +70,43 @@ def parameters_table() -> str:
     return "\n".join(rows)
 
 
-def render(text: str) -> str:
+def _pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+
+
+def render(text: str) -> tuple:
+    """``text`` with its table blocks rewritten, and the names of the blocks it has."""
+    found = []
     for name, table in (("models", models_table()), ("parameters", parameters_table())):
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
-        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
-    return text
+        pattern = _pattern(name)
+        if pattern.search(text):
+            found.append(name)
+            text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
+    return text, found
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check, write nothing")
     args = parser.parse_args(argv)
-    current = README.read_text()
-    wanted = render(current)
-    if args.check:
+    stale, seen = [], set()
+    for path in doc_files():
+        current = path.read_text()
+        wanted, found = render(current)
+        seen.update(found)
         if wanted != current:
-            print("README.md tables are out of date: run python scripts/readme_tables.py")
-            return 1
-        return 0
-    README.write_text(wanted)
+            stale.append(path)
+            if not args.check:
+                path.write_text(wanted)
+    missing = [n for n in TABLES if n not in seen]
+    if missing:
+        print("no <!-- NAME:begin --> ... <!-- NAME:end --> block in README.md or docs/*.md for: "
+              + ", ".join(missing))
+        return 1
+    if args.check and stale:
+        print(", ".join(str(p.relative_to(REPO)) for p in stale)
+              + ": tables out of date: run python scripts/readme_tables.py")
+        return 1
     return 0
 
 

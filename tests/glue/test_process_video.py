@@ -109,14 +109,11 @@ def test_stop_during_a_frame_then_the_video_goes_on(video_task, monkeypatch):
 def test_readme_video_example_runs(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     """The README's Python loop over a video, as written, on a 3-frame clip (tiny random model
     instead of the default download)."""
-    import re
-
     import cv2
 
-    from conftest import REPO
+    from docs_text import doc_block
 
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- video-example:begin -->\n```python\n(.*?)```", text, re.S).group(1)
+    block = doc_block("video-example")
     writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
                              (960, 540))
     for t in range(3):
@@ -200,14 +197,11 @@ def test_detections_in_a_new_order_keep_ids_and_names(tiny_checkpoint):
 
 
 def _readme_loop(marker: str, clip_path, checkpoint, extra: str = "") -> str:
-    """A README video loop as written, on ``clip_path``, with the test checkpoint (and
-    ``extra`` parameters) instead of the default download."""
-    import re
+    """A video loop of the README or docs/video.md as written, on ``clip_path``, with the test
+    checkpoint (and ``extra`` parameters) instead of the default download."""
+    from docs_text import doc_block
 
-    from conftest import REPO
-
-    text = (REPO / "README.md").read_text()
-    block = re.search(rf"<!-- {marker}:begin -->\n```python\n(.*?)```", text, re.S).group(1)
+    block = doc_block(marker)
     model = (f'"model_name": "sam2.1_hiera_tiny", "model_weight_file": {str(checkpoint)!r}, '
              + extra)
     code = block.replace('"clip.mp4"', repr(str(clip_path)))
@@ -226,7 +220,7 @@ def _write_clip(path, frames=3):
 
 
 def test_readme_detect_then_track_example_runs(present_checkpoint, tmp_path, capsys):
-    """The README's "Detect then track" loop as written (a detector made in Python in place of
+    """docs/video.md's "Detect then track" loop as written (a detector made in Python in place of
     infer_yolo_v8, which is not installed here): one line per frame; on frame 0 every detection
     is a new object named by its class, with ids 0, 1; the ids stay."""
     from world import World
@@ -239,7 +233,7 @@ def test_readme_detect_then_track_example_runs(present_checkpoint, tmp_path, cap
     assert line in code
     code = code.replace(line, 'detector = wf.add_task(task=scripted_detector(world), '
                               'auto_connect=True)')
-    exec(compile(code, "README detect-then-track example", "exec"),
+    exec(compile(code, "docs/video.md detect-then-track example", "exec"),
          {"scripted_detector": scripted_detector, "world": world})
     lines = [eval(x) for x in capsys.readouterr().out.splitlines() if x.startswith("[(")]
     assert len(lines) == 3
@@ -252,14 +246,14 @@ def test_readme_detect_then_track_example_runs(present_checkpoint, tmp_path, cap
 
 
 def test_readme_track_everything_example_runs(present_checkpoint, tmp_path, capsys):
-    """The README's "Track everything" loop as written (automatic filters opened, as random
+    """docs/video.md's "Track everything" loop as written (automatic filters opened, as random
     weights need, and a 2x2 grid): frame 0 seeds objects named object 1, object 2, ..."""
     _write_clip(tmp_path / "clip.avi", frames=2)
     code = _readme_loop("video-seed-example", tmp_path / "clip.avi", present_checkpoint,
                         '"iou_thresh": "0", "stability_score_thresh": "0", '
                         '"points_per_side": "2", ')
     namespace: dict = {}
-    exec(compile(code, "README track-everything example", "exec"), namespace)
+    exec(compile(code, "docs/video.md track-everything example", "exec"), namespace)
     lines = [eval(x) for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
     assert len(lines) == 2 and len(lines[0]) >= 1
     assert lines[0] == [(i, f"object {i + 1}") for i in range(len(lines[0]))]
