@@ -10,6 +10,10 @@ time spent in modules both generators run alike (the image encoder, and in ``sta
 stand-in prompt encoder and decoder) and the rest, the generator's own work; the speed-up is
 printed for both.
 
+CPU time (``cpu_s``: the process's CPU seconds over the same call, all its threads) is kept too:
+on a machine shared with other jobs, or under ``nice``, wall time measures the scheduler as much
+as the code, where the CPU seconds of a 1-thread run stay close to its wall time on an idle core.
+
 Decoder modes:
   pass50   the model's own decoder, random weights (seed 0), ``iou_thresh`` at the median of the
            model's own predicted IoUs over the grid: half of the candidates pass, and nearly
@@ -25,8 +29,17 @@ Decoder modes:
 Our time is split into encoder, transformer (the decoder up to the IoU head), upscaling
 (hypernetworks and upscaling of the passing prompts), stability and boxes, NMS and final masks.
 
+``--points-per-side 4 8 16`` sweeps the grid (both generators at each size); with ``--json``
+the file then also holds ``sweep`` (seconds of each side, their ratio and the masks each kept
+per size, ``benchmarks/automatic_sweep.py``) and ``regime`` (what the decoder mode means for
+those figures), which ``benchmarks/plots.py`` draws as ``docs/automatic_time.png``. The file is
+rewritten after each grid size, so an interrupted sweep keeps the sizes it finished.
+
 Usage (from the repository root):
   .venv/bin/python benchmarks/bench_automatic.py                    # full matrix
+  nice -n 19 .venv/bin/python benchmarks/bench_automatic.py --models sam2.1_hiera_tiny \
+      --images truck --modes random --threads 1 --points-per-side 4 8 16 \
+      --json docs/automatic_time.json                               # the plot's data
   .venv/bin/python benchmarks/bench_automatic.py --models sam2.1_hiera_tiny --images truck \\
       --modes standin --threads 1
 """
@@ -44,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+import automatic_sweep
 from provenance import _cpu, provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +98,7 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    (points,) = args.points
     from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
     from meta_reference import generate_with_meta  # tests/, on the path (_import_engine)
     from infer_segment_anything_2.engine.model.loader import build_model
@@ -99,8 +114,8 @@ def worker(args) -> None:
     extra = {}
     if args.mode.startswith("pass"):  # the same threshold in both workers (deterministic)
         share = int(args.mode[4:]) / 100
-        extra["pred_iou_thresh"] = grid_iou_quantile(model, image, args.points, 1.0 - share)
-    params = AutomaticParams(points_per_side=args.points, **extra)
+        extra["pred_iou_thresh"] = grid_iou_quantile(model, image, points, 1.0 - share)
+    params = AutomaticParams(points_per_side=points, **extra)
     fn = generate_with_meta if args.generator == "meta" else generate
     split = split_timers() if args.generator == "ours" else {}
     # imports both generators make on first use (torchvision alone takes seconds): not timed
@@ -110,15 +125,16 @@ def worker(args) -> None:
 
     # time spent in modules both generators run alike: the image encoder, and with the
     # stand-in its prompt encoder and decoder (the rest is the generator's own work)
-    shared = {"s": 0.0}
+    shared = {"s": 0.0, "cpu_s": 0.0}
     modules = [model.image_encoder] + (
         [model.sam_prompt_encoder, model.sam_mask_decoder] if args.mode == "standin" else [])
 
     def pre(_m, _i):
-        shared["t0"] = time.perf_counter()
+        shared["t0"], shared["cpu0"] = time.perf_counter(), time.process_time()
 
     def post(_m, _i, _o):
         shared["s"] += time.perf_counter() - shared.pop("t0")
+        shared["cpu_s"] += time.process_time() - shared.pop("cpu0")
 
     for m in modules:
         m.register_forward_pre_hook(pre)
@@ -132,18 +148,20 @@ def worker(args) -> None:
         reset = True
     except OSError:
         reset = False
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     seg = fn(model, image, params)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     peak = _rss_kib("VmHWM")
     np.savez_compressed(args.save, masks=np.packbits(seg.masks, axis=-1), shape=seg.masks.shape,
                         scores=seg.scores, stability=seg.stability)
     if split:
         split["encoder"] = shared["s"]
     print(json.dumps({"wall_s": wall, "shared_s": shared["s"], "own_s": wall - shared["s"],
+                      "cpu_s": cpu, "shared_cpu_s": shared["cpu_s"],
                       "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
                       "peak_above_base_mib": (peak - base) / 1024, "hwm_reset": reset,
-                      "n_masks": len(seg), "split_s": split, **extra}))
+                      "n_masks": len(seg), "split_s": split, "torch_threads": torch.get_num_threads(),
+                      "load_avg": [round(x, 2) for x in os.getloadavg()], **extra}))
 
 
 def grid_iou_quantile(model, image, points_per_side: int, q: float) -> float:
@@ -238,12 +256,22 @@ def agreement(ours_path: Path, meta_path: Path) -> dict:
     return out
 
 
-def _line(image: str, model: str, mode: str, gen: str, r: dict) -> str:
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _line(image: str, model: str, mode: str, gen: str, r: dict, points: int) -> str:
     shared = (f" (encoder{' + stand-in' if mode == 'standin' else ''} {r['shared_s']:.1f} s, "
               f"own {r['own_s']:.1f} s)") if "own_s" in r else ""
     split = ", ".join(f"{k} {v:.1f}" for k, v in r.get("split_s", {}).items())
     thresh = f" iou_thresh {r['pred_iou_thresh']:.4f}" if "pred_iou_thresh" in r else ""
-    return (f"{image:6s} {model:20s} {mode:8s} {gen:5s} wall {r['wall_s']:8.1f} s{shared}  "
+    return (f"{image:6s} {model:20s} {mode:8s} {points:3d}x{points:<3d} {gen:5s} wall {r['wall_s']:8.1f} s{shared}  "
             f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f} over "
             f"loaded)  masks {r['n_masks']}{thresh}" + (f"\n    split (s): {split}" if split
                                                          else ""))
@@ -262,7 +290,8 @@ def main() -> None:
     ap.add_argument("--images", nargs="+", default=["truck", "cars"])
     ap.add_argument("--models", nargs="+", default=["sam2.1_hiera_tiny", "sam2.1_hiera_small"])
     ap.add_argument("--modes", nargs="+", default=["pass50", "pass90", "random", "standin"])
-    ap.add_argument("--points", type=int, default=32, help="points_per_side (default 32)")
+    ap.add_argument("--points-per-side", "--points", dest="points", type=_positive, nargs="+",
+                    default=[32], help="points_per_side, one or more grid sizes (default 32)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--generators", nargs="+", default=["ours", "meta"])
     ap.add_argument("--json", type=Path, help="write all results to this file")
@@ -289,25 +318,39 @@ def main() -> None:
     info = machine()
     print(f"# machine: nproc={info['nproc']} cpu={info['cpu']!r} torch={info['torch']} "
           f"threads={args.threads or 'default'} load={info['load_avg']}", flush=True)
-    print(f"# points_per_side={args.points}, other parameters at their defaults", flush=True)
+    print(f"# points_per_side={' '.join(map(str, args.points))}, other parameters at their "
+          "defaults", flush=True)
     results = []
     tmp = args.out or Path(tempfile.mkdtemp(prefix="bench-auto-"))
     tmp.mkdir(parents=True, exist_ok=True)
+    for points in args.points:
+        results += measure_grid(args, points, tmp)
+        if args.json:  # after each grid size: an interrupted sweep keeps what it finished
+            args.json.write_text(json.dumps(
+                {"source": provenance(), "machine": info, "threads": args.threads,
+                 "regime": automatic_sweep.regime(args.modes),
+                 "sweep": automatic_sweep.sweep(results), "results": results}, indent=1) + "\n")
+
+
+def measure_grid(args, points: int, tmp: Path) -> list[dict]:
+    """Both generators on every image x model x mode at one grid size: one row each."""
+    results = []
     for image in args.images:
         for model in args.models:
             for mode in args.modes:
-                row = {"image": image, "model": model, "mode": mode}
+                row = {"image": image, "model": model, "mode": mode, "points_per_side": points}
+                stem = f"{image}-{model}-{mode}-p{points}"
                 for gen in args.generators:
-                    save = tmp / f"{image}-{model}-{mode}-{gen}.npz"
+                    save = tmp / f"{stem}-{gen}.npz"
                     numbers = save.with_suffix(".json")
                     if args.reuse and numbers.exists() and save.exists():
                         row[gen] = json.loads(numbers.read_text())
-                        print(_line(image, model, mode, gen, row[gen]) +
+                        print(_line(image, model, mode, gen, row[gen], points) +
                               f"  (reused from {numbers})", flush=True)
                         continue
                     cmd = [sys.executable, __file__, "--worker", "--model", model, "--image",
                            image, "--mode", mode, "--generator", gen, "--save", str(save),
-                           "--points", str(args.points), "--threads", str(args.threads)]
+                           "--points", str(points), "--threads", str(args.threads)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
                     if proc.returncode != 0 or not lines:
@@ -318,14 +361,14 @@ def main() -> None:
                     row[gen] = json.loads(lines[-1])
                     row[gen]["threads"] = args.threads
                     numbers.write_text(json.dumps(row[gen]))
-                    print(_line(image, model, mode, gen, row[gen]), flush=True)
+                    print(_line(image, model, mode, gen, row[gen], points), flush=True)
                 if all(g in row and "error" not in row[g] for g in ("ours", "meta")):
                     o, m = row["ours"], row["meta"]
                     row["speedup"] = m["wall_s"] / o["wall_s"]
                     row["peak_ratio"] = o["peak_above_base_mib"] / max(m["peak_above_base_mib"],
                                                                        1e-9)
-                    row["agreement"] = agreement(tmp / f"{image}-{model}-{mode}-ours.npz",
-                                                 tmp / f"{image}-{model}-{mode}-meta.npz")
+                    row["agreement"] = agreement(tmp / f"{stem}-ours.npz",
+                                                 tmp / f"{stem}-meta.npz")
                     a = row["agreement"]
                     own = ""
                     if "own_s" in o and "own_s" in m:
@@ -337,9 +380,7 @@ def main() -> None:
                           f"{a['n_meta']}, matched IoU>0.98: {a['matched']}, min IoU "
                           f"{a['min_iou']}", flush=True)
                 results.append(row)
-    if args.json:
-        args.json.write_text(json.dumps({"source": provenance(), "machine": info,
-                                         "results": results}, indent=1))
+    return results
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ Each data file is what a benchmark writes with ``--json`` (its ``source`` says w
   resident memory against frames, ours against Meta's ``propagate_in_video``, and ours over a
   long video;
 - ``annotate_throughput.json``: ``benchmarks/bench_annotate.py --images 12 --json ...``:
-  images per second of one process and of Ray workers.
+  images per second of one process and of Ray workers;
+- ``automatic_time.json``: ``benchmarks/bench_automatic.py --points-per-side 4 8 16 --json ...``
+  (the full command is in its ``source``): automatic mode's seconds against ``points_per_side``,
+  ours against Meta's ``SAM2AutomaticMaskGenerator``, in the regime its ``regime`` states.
 
 matplotlib is needed (``pip install -r benchmarks/requirements.txt``); the plugin does not use it.
 """
@@ -95,8 +98,52 @@ def annotate_throughput_figure(data: dict):
     return fig
 
 
+def automatic_time_figure(data: dict):
+    """CPU seconds of one ``generate`` call (image encoding included) against
+    ``points_per_side``, ours and Meta's, log-log, one pair of lines per (image, model, mode) of
+    ``data["sweep"]`` (``benchmarks/automatic_sweep.py``); each grid size labelled with
+    Meta / ours, and our image encoder's CPU seconds (the part both generators share) dotted.
+    The title says when the regime is a bound (random weights at the default thresholds)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    groups: dict[tuple, list[dict]] = {}
+    for row in data["sweep"]:
+        groups.setdefault((row["image"], row["model"], row["mode"]), []).append(row)
+    styles = ("o-", "s--", "^-.", "d:")
+    for (image, model, mode), rows in groups.items():
+        rows = sorted(rows, key=lambda r: r["points_per_side"])
+        style = styles[len(ax.lines) // 3 % len(styles)]
+        tag = f" ({image}, {model}, {mode})" if len(groups) > 1 else ""
+        points = [r["points_per_side"] for r in rows]
+        ax.plot(points, [r["meta_cpu_s"] for r in rows], style, color=META,
+                label="Meta's SAM2AutomaticMaskGenerator" + tag)
+        ax.plot(points, [r["ours_cpu_s"] for r in rows], style, color=OURS, label="ours" + tag)
+        ax.plot(points, [r["encoder_cpu_s"] for r in rows], ":", color="grey",
+                label="image encoder (in both)" + tag)
+        for r in rows:
+            ax.annotate(f"x{r['ratio']:.1f}", (r["points_per_side"], r["meta_cpu_s"]),
+                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ticks = sorted({r["points_per_side"] for r in data["sweep"]})
+    ax.set_xticks(ticks, [f"{n}x{n}" for n in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="points_per_side (grid of prompts)", ylabel="CPU seconds per image (log)")
+    first = data["sweep"][0]
+    bound = all(mode == "random" for _, _, mode in groups)
+    ax.set_title(f"automatic mode, {first['model']}, {first['image']}, "
+                 f"{first['threads']} torch thread{'s' * (first['threads'] != 1)}" +
+                 ("\nrandom weights, default thresholds: few or no prompts pass, a bound"
+                  if bound else ""), fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"video_memory": video_memory_figure,
-           "annotate_throughput": annotate_throughput_figure}
+           "annotate_throughput": annotate_throughput_figure,
+           "automatic_time": automatic_time_figure}
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,12 @@ def test_each_plot_of_docs_has_its_data_a_source_and_a_link():
     performance = (REPO / "docs" / "performance.md").read_text()
     for name in plots.FIGURES:
         assert (REPO / "docs" / f"{name}.png").is_file(), name
-        assert len(_data(name)["source"]) > 50, name
+        source = _data(name)["source"]
+        if isinstance(source, dict):  # written by the benchmark's --json (provenance.py)
+            assert source["command"].startswith("benchmarks/") and source["date"], name
+            assert source["machine"]["cpu"] and source["machine"]["nproc"], name
+        else:  # written by hand from a published table
+            assert len(source) > 50, name
         assert f"({name}.png)" in performance and f"({name}.json)" in performance, name
 
 
@@ -68,7 +73,62 @@ def test_bench_annotate_json_is_what_the_plot_reads():
         [0.022, 0.091, 0.126, 0.022, 0.092, 0.187]
 
 
-def test_the_command_writes_both_pngs_and_names_a_bad_folder(tmp_path):
+def _automatic_lines(fig) -> dict:
+    (ax,) = fig.axes
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+            for line in ax.lines}
+
+
+def test_automatic_time_is_drawn_from_its_data_file():
+    data = _data("automatic_time")
+    rows = data["sweep"]
+    points = [r["points_per_side"] for r in rows]
+    assert points == sorted(points) and len(points) >= 3 and points[0] == 4
+    assert {(r["image"], r["model"], r["mode"]) for r in rows} == \
+        {("truck", "sam2.1_hiera_tiny", "random")}
+    assert all(r["ratio"] == round(r["meta_cpu_s"] / r["ours_cpu_s"], 3) for r in rows)
+    assert all(r["threads"] == 1 and r["masks_ours"] == r["masks_meta"] == 0 for r in rows)
+    assert "a bound" in data["regime"] and "random weights" in data["regime"]
+    assert data["source"]["command"].split()[0] == "benchmarks/bench_automatic.py"
+    fig = plots.automatic_time_figure(data)
+    lines = _automatic_lines(fig)
+    assert lines["Meta's SAM2AutomaticMaskGenerator"] == (points, [r["meta_cpu_s"] for r in rows])
+    assert lines["ours"] == (points, [r["ours_cpu_s"] for r in rows])
+    assert lines["image encoder (in both)"] == (points, [r["encoder_cpu_s"] for r in rows])
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == [f"x{r['ratio']:.1f}" for r in rows]
+    assert ax.get_yscale() == "log" and "a bound" in ax.get_title()
+
+
+def test_bench_automatic_sweep_is_what_the_plot_reads():
+    import automatic_sweep
+
+    def side(cpu, masks, encoder):
+        return {"cpu_s": cpu, "wall_s": 2 * cpu, "n_masks": masks, "shared_cpu_s": encoder,
+                "torch_threads": 2, "load_avg": [1.0, 1.0, 1.0]}
+
+    results = [{"image": "cars", "model": "m", "mode": "pass50", "points_per_side": 8,
+                "ours": side(2.0, 3, 1.5), "meta": side(9.0, 4, 1.6)},
+               {"image": "cars", "model": "m", "mode": "pass50", "points_per_side": 4,
+                "ours": side(1.6, 1, 1.5), "meta": side(3.2, 1, 1.5)},
+               {"image": "cars", "model": "m", "mode": "pass50", "points_per_side": 16,
+                "ours": side(3.0, 5, 1.5), "meta": {"error": "killed"}}]
+    rows = automatic_sweep.sweep(results)
+    assert [(r["points_per_side"], r["ratio"], r["masks_ours"], r["masks_meta"]) for r in rows] \
+        == [(8, 4.5, 3, 4), (4, 2.0, 1, 1)]  # the failed grid size is left out
+    assert [(r["ours_wall_s"], r["wall_ratio"], r["encoder_cpu_s"]) for r in rows] == \
+        [(4.0, 4.5, 1.5), (3.2, 2.0, 1.5)]
+    data = {"sweep": rows, "regime": automatic_sweep.regime(["pass50"])}
+    fig = plots.automatic_time_figure(data)
+    lines = _automatic_lines(fig)
+    assert lines["ours"] == ([4, 8], [1.6, 2.0]) and lines[
+        "Meta's SAM2AutomaticMaskGenerator"] == ([4, 8], [3.2, 9.0])
+    (ax,) = fig.axes
+    assert "bound" not in ax.get_title() and "2 torch threads" in ax.get_title()
+    assert "a bound" in automatic_sweep.regime(["random"])
+
+
+def test_the_command_writes_every_png_and_names_a_bad_folder(tmp_path):
     script = str(REPO / "benchmarks" / "plots.py")
     done = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True,
                           text=True)
