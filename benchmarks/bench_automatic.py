@@ -97,7 +97,6 @@ def worker(args) -> None:
     import cv2
     import torch
 
-    torch.set_num_threads(args.threads)
     (points,) = args.points
     from infer_segment_anything_2.engine.automatic.generator import AutomaticParams, generate
     from meta_reference import generate_with_meta  # tests/, on the path (_import_engine)
@@ -123,6 +122,8 @@ def worker(args) -> None:
     import torchvision.ops  # noqa: F401
     import gc
 
+    # after the imports: tests/conftest.py (imported by meta_reference) sets torch to all cores
+    torch.set_num_threads(args.threads)
     # time spent in modules both generators run alike: the image encoder, and with the
     # stand-in its prompt encoder and decoder (the rest is the generator's own work)
     shared = {"s": 0.0, "cpu_s": 0.0}
@@ -160,7 +161,8 @@ def worker(args) -> None:
                       "cpu_s": cpu, "shared_cpu_s": shared["cpu_s"],
                       "peak_rss_mib": peak / 1024, "base_rss_mib": base / 1024,
                       "peak_above_base_mib": (peak - base) / 1024, "hwm_reset": reset,
-                      "n_masks": len(seg), "split_s": split, "torch_threads": torch.get_num_threads(),
+                      "n_masks": len(seg), "split_s": split,
+                      "torch_threads": torch.get_num_threads(),
                       "load_avg": [round(x, 2) for x in os.getloadavg()], **extra}))
 
 
@@ -271,7 +273,9 @@ def _line(image: str, model: str, mode: str, gen: str, r: dict, points: int) -> 
               f"own {r['own_s']:.1f} s)") if "own_s" in r else ""
     split = ", ".join(f"{k} {v:.1f}" for k, v in r.get("split_s", {}).items())
     thresh = f" iou_thresh {r['pred_iou_thresh']:.4f}" if "pred_iou_thresh" in r else ""
-    return (f"{image:6s} {model:20s} {mode:8s} {points:3d}x{points:<3d} {gen:5s} wall {r['wall_s']:8.1f} s{shared}  "
+    cpu = f" (CPU {r['cpu_s']:.1f} s, {r['torch_threads']} threads)" if "cpu_s" in r else ""
+    return (f"{image:6s} {model:20s} {mode:8s} {points:3d}x{points:<3d} {gen:5s} "
+            f"wall {r['wall_s']:8.1f} s{cpu}{shared}  "
             f"peak RSS {r['peak_rss_mib']:7.0f} MiB (+{r['peak_above_base_mib']:.0f} over "
             f"loaded)  masks {r['n_masks']}{thresh}" + (f"\n    split (s): {split}" if split
                                                          else ""))
