@@ -1,8 +1,8 @@
 """Where a benchmark's numbers come from, written into its ``--json`` file as ``source``.
 
 ``provenance()`` returns the command line (relative to the repository root), the UTC date and
-the machine (cores, CPU model, load average, Python, torch when imported), so that a data file
-next to a plot in docs/ says which run made it.
+the machine (cores, CPU model, load average, the process's niceness, Python, torch when
+installed), so that a data file next to a plot in docs/ says which run made it.
 """
 from __future__ import annotations
 
@@ -42,5 +42,6 @@ def provenance() -> dict:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": {"nproc": os.cpu_count(), "cpu": _cpu(),
                         "load_avg": [round(x, 2) for x in os.getloadavg()],
+                        "niceness": os.nice(0),  # 19 under `nice -n 19`: a shared machine
                         "python": platform.python_version(),
                         "torch": torch}}

@@ -3,6 +3,7 @@ them (what the benchmarks write with --json), and the benchmarks' files are what
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -61,6 +62,7 @@ def test_bench_annotate_json_is_what_the_plot_reads():
     data = bench_annotate.report(12, {2: (0.02, 0.03), 1: (0.09, 0.1)}, 2, 1, (0.12, 0.19), 36.0,
                                  1.9, [2.0, 2.1])
     assert data["source"]["command"] and data["images"] == 12
+    assert data["source"]["machine"]["niceness"] == os.nice(0)
     fig = plots.annotate_throughput_figure(data)
     (ax,) = fig.axes
     heights = [round(p.get_height(), 6) for p in ax.patches]
@@ -96,8 +98,14 @@ def test_automatic_time_is_drawn_from_its_data_file():
     assert lines["ours"] == (points, [r["ours_cpu_s"] for r in rows])
     assert lines["image encoder (in both)"] == (points, [r["encoder_cpu_s"] for r in rows])
     (ax,) = fig.axes
-    assert [t.get_text() for t in ax.texts] == [f"x{r['ratio']:.1f}" for r in rows]
+    assert [t.get_text() for t in ax.texts] == [f"{r['ratio']:.1f}x" for r in rows]
     assert ax.get_yscale() == "log" and "a bound" in ax.get_title()
+    performance = (REPO / "docs" / "performance.md").read_text()
+    quoted = performance[performance.index("(automatic_time.png)"):]
+    quoted = " ".join(" ".join(quoted.split("\n\n")[:3]).split())  # its caption and paragraph
+    for r in rows:  # the figures quoted next to the plot are the data file's
+        assert f"{r['ratio']:.1f}x" in quoted and f"{r['meta_cpu_s']:.1f}" in quoted, r
+        assert f"{r['ours_cpu_s']:.1f}" in quoted, r
 
 
 def test_bench_automatic_sweep_is_what_the_plot_reads():
