@@ -21,6 +21,24 @@ def clip_frame(t: int, height: int = H, width: int = W) -> np.ndarray:
     return img
 
 
+def sized_model(checkpoint, image_size: int):
+    """Our loader's model of ``checkpoint`` (SAM 2.1 tiny) at input ``image_size``: the same
+    config (post-processing on, as ``build_model``), weights and modules, fewer pixels."""
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+
+    from infer_segment_anything_2.engine.model.loader import load_checkpoint, load_config
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+
+    spec = get_model_spec("sam2.1_hiera_tiny")
+    cfg = load_config(spec, True)
+    cfg.model.image_size = image_size
+    model = instantiate(cfg.model, _recursive_=True)
+    load_checkpoint(model, Path(checkpoint), spec)
+    return model.eval()
+
+
 _BUILT: dict = {}  # image_size -> (model, torch's RNG state right after building it)
 
 
