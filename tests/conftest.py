@@ -120,11 +120,39 @@ def tiny_model(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def standin_model(tiny_checkpoint):
+    """SAM 2.1 tiny (random weights, seed 0) whose prompt encoder, mask decoder and image
+    encoder are the stand-ins of ``tests/standin.py`` (known discs); ``model.standin_decoder``
+    counts the decoder's calls and prompts (tests read differences, never absolute counts).
+    Built once for the session: the tests that use it read it and copy it, never change it."""
+    from infer_segment_anything_2.engine.model.loader import build_model
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+
+    from standin import install
+
+    model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
+    model.standin_decoder = install(model)
+    return model
+
+
+@pytest.fixture(scope="session")
 def meta_tiny_model(tiny_checkpoint):
     """Meta's own ``build_sam2`` on the same checkpoint: the reference."""
     from sam2.build_sam import build_sam2
 
     return build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", str(tiny_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray instance (2 CPUs, no dashboard) for every Ray test of the session: started
+    by the first test that asks for it (a few seconds, more on a busy machine), shut down at
+    the end of the session."""
+    import ray  # requirements-ray.txt, installed by requirements-test.txt
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------

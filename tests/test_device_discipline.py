@@ -8,9 +8,6 @@ stability from upsampled logits, final masks made on the device).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -22,9 +19,6 @@ from infer_segment_anything_2.engine.automatic.generator import AutomaticParams,
 from infer_segment_anything_2.engine.model.device import CPU, DeviceChoice
 from infer_segment_anything_2.engine.image.predictor import PromptPredictor
 from infer_segment_anything_2.engine.image.prompts import parse_prompt
-
-sys.path.insert(0, str(Path(__file__).parent))
-import standin  # noqa: E402
 
 IMAGE = synthetic_image(120, 160, seed=2)
 ON_ACCEL = DeviceChoice(ACCEL)
@@ -121,16 +115,6 @@ def test_automatic_mode_in_bfloat16_on_the_accelerator(tiny_model):
                         device_choice=DeviceChoice(ACCEL, torch.bfloat16))
     assert len(ours) == len(ref) == 3 * 16
     assert np.abs(np.sort(ours.scores) - np.sort(ref.scores)).max() < 0.02
-
-
-@pytest.fixture(scope="module")
-def standin_model(tiny_checkpoint):
-    from infer_segment_anything_2.engine.model.loader import build_model
-    from infer_segment_anything_2.engine.model.table import get_model_spec
-
-    model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
-    standin.install(model)
-    return model
 
 
 @pytest.mark.parametrize("params", [

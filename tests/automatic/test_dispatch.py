@@ -30,16 +30,6 @@ def threads():
         yield
 
 
-@pytest.fixture(scope="module")
-def standin_model(tiny_checkpoint):
-    from infer_segment_anything_2.engine.model.loader import build_model
-    from infer_segment_anything_2.engine.model.table import get_model_spec
-
-    model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
-    standin.install(model)
-    return model
-
-
 def _assert_identical(a, b):
     assert len(a) == len(b)
     np.testing.assert_array_equal(a.masks, b.masks)

@@ -18,7 +18,6 @@ import torch
 from conftest import iou, make_task, synthetic_image
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-import standin  # noqa: E402
 from meta_reference import assert_same_masks, generate_with_meta  # noqa: E402
 
 from infer_segment_anything_2.engine.automatic.generator import (  # noqa: E402
@@ -36,17 +35,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def standin_model(tiny_checkpoint):
-    from infer_segment_anything_2.engine.model.loader import build_model
-    from infer_segment_anything_2.engine.model.table import get_model_spec
-
-    model = build_model(get_model_spec("sam2.1_hiera_tiny"), tiny_checkpoint)
-    decoder = standin.install(model)
-    model.standin_decoder = decoder
-    return model
 
 
 PARITY_CASES = {

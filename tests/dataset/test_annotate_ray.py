@@ -1,12 +1,11 @@
-"""annotate on Ray Data actors (a local Ray instance started here): the merged COCO file is
-identical to the single-process one, and a worker killed during the run is replaced with each
-image written exactly once."""
+"""annotate on Ray Data actors (the session's local Ray instance, ``ray_instance`` in
+conftest.py): the merged COCO file is identical to the single-process one, and a worker killed
+during the run is replaced with each image written exactly once."""
 from __future__ import annotations
 
 import json
 
 import pytest
-import ray  # requirements-ray.txt, installed by requirements-test.txt
 
 from annotate_helpers import BROKEN, NAMES, make_folder
 from infer_segment_anything_2.annotate import WEIGHTS_DIR
@@ -14,13 +13,6 @@ from infer_segment_anything_2.engine.dataset import (Annotator, PartStore, finis
                                                      read_coco_boxes, run_items, work_items)
 
 THREADS = 1  # torch threads of each Ray worker and of the single-process reference
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
