@@ -62,17 +62,9 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model():
     """SAM 2.1 tiny at input 128, random weights scored present, through the plugin's loader."""
-    from hydra.utils import instantiate
+    from clips import present_small_model
 
-    from infer_segment_anything_2.engine.model.loader import load_checkpoint, load_config
-    from infer_segment_anything_2.engine.model.table import get_model_spec
-
-    spec = get_model_spec("sam2.1_hiera_tiny")
-    cfg = load_config(spec, True)
-    cfg.model.image_size = SIZE
-    m = instantiate(cfg.model, _recursive_=True)
-    load_checkpoint(m, present_checkpoint_path(), spec)
-    return m.eval()
+    return present_small_model(SIZE)
 
 
 def meta_final(clip, prompts, reverse=True):
