@@ -90,3 +90,11 @@ def _install_standin_encoder(model, image_size: int) -> None:
                 for k, v in out.items()}
     assert shapes(fake) == shapes(real), (shapes(fake), shapes(real))
     model.image_encoder = stand_in
+
+
+def present_small_model(image_size: int = 256):
+    """The tiny architecture at ``image_size`` input through the plugin's loader, with the random
+    weights of tests/conftest.py's present checkpoint (objects always scored present)."""
+    from conftest import present_checkpoint_path
+
+    return sized_model(present_checkpoint_path(), image_size).eval()
