@@ -1,0 +1,330 @@
+"""Videos to annotate: finding them, and reading their frames lazily and exactly.
+
+A video is a video file (anything OpenCV's ``VideoCapture`` reads) or a folder of frames (the
+image files OpenCV reads, in natural order of their names: ``2.jpg`` before ``10.jpg``; for
+zero-padded names that is plain name order). :func:`list_videos` finds them, :func:`open_video`
+gives a :class:`~engine.video.offline_types.FrameSource` over one, decoding frames as they are
+asked for (never the whole video in memory). Frames are ``(H, W, 3)`` RGB uint8, indexed from 0.
+
+Exactness of a video file: :func:`open_video` decodes the file once from the start, counting its
+frames (``CAP_PROP_FRAME_COUNT`` is an estimate for many containers) and keeping a CRC-32 of each
+decoded frame (4 bytes a frame). A later read that seeks (``CAP_PROP_POS_FRAMES``, used to go
+back or to jump far ahead) is checked against those CRCs, frame by frame; where a seek lands
+elsewhere the file is read again sequentially from its start (and seeks are not trusted for it
+any more), so frame ``i`` is always the image that sequential decoding gives.
+
+Problems with one video raise :class:`VideoError` (its ``name`` and a message), so that a runner
+reports the video by name and goes on: a file OpenCV cannot open, no frame, frames of different
+sizes (a frame folder's sizes are checked up front from the image headers, read with Pillow;
+a file whose header Pillow cannot read, and every video file, is checked as it is decoded), a
+frame that cannot be decoded.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .sources import IMAGE_EXTENSIONS, read_image
+
+# Files of a folder that are taken as video files (a file given directly, or a list's line, may
+# be any format VideoCapture reads).
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
+                    ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".mxf", ".y4m"}
+LIST_EXTENSIONS = {".txt", ".lst"}  # a root file with these extensions lists videos
+BLOCK = 32  # a descending run of a video file is decoded in ascending blocks of this many frames
+SKIP = 64  # a forward jump of at most this many frames decodes through instead of seeking
+
+
+class VideoError(Exception):
+    """One video cannot be read (or its prompts or outputs do not fit it): ``name`` (the video's
+    name) and ``message``; ``str()`` is ``"<name>: <message>"``."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A video found by :func:`list_videos`: ``name`` (its path relative to the root,
+    ``/``-separated), ``path`` (where it is) and ``kind`` (``"file"`` or ``"frames"``)."""
+
+    name: str
+    path: str
+    kind: str
+
+
+def natural_key(name: str) -> Tuple:
+    """Sort key of a name with its digit runs compared as numbers (``2.jpg`` < ``10.jpg``), the
+    name itself breaking ties (``01.jpg`` / ``1.jpg``)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)) + (name,)
+
+
+def frame_files(folder: str) -> List[str]:
+    """The image file names directly in ``folder`` (hidden ones skipped), in natural order."""
+    names = [n for n in os.listdir(folder)
+             if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTENSIONS
+             and os.path.isfile(os.path.join(folder, n))]
+    return sorted(names, key=natural_key)
+
+
+def _list_line(line: str, base: Path) -> VideoRef:
+    path = Path(line).expanduser()
+    name = PurePath(line).as_posix()  # "./a/b/" is "a/b"
+    if path.is_absolute():  # "/data/a.mp4" is named "data/a.mp4" (names are relative paths)
+        name = PurePath(*path.parts[1:]).as_posix()
+    path = path if path.is_absolute() else base / path
+    return VideoRef(name, str(path), "frames" if path.is_dir() else "file")
+
+
+def list_videos(root: str) -> List[VideoRef]:
+    """The videos of ``root``, sorted by name.
+
+    ``root`` is: a video file (one video, named by its base name); a folder with image files
+    directly in it (one frame folder, named by its base name); a folder searched recursively
+    (hidden entries skipped) for video files (by :data:`VIDEO_EXTENSIONS`) and frame folders (a
+    folder with image files directly in it is one video; its subfolders are not searched); or a
+    ``.txt`` / ``.lst`` file with one video file or frame folder per line (relative to the list's
+    folder; blank lines and ``#`` comments skipped; named by the line as written, an absolute
+    path without its leading ``/``). A listed entry that does not exist is kept:
+    :func:`open_video` raises :class:`VideoError` for it. Raises ``FileNotFoundError`` when
+    ``root`` does not exist."""
+    top = Path(root).expanduser()
+    if top.is_file() and top.suffix.lower() in LIST_EXTENSIONS:
+        refs = [_list_line(line.strip(), top.parent) for line in top.read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    elif top.is_file():
+        refs = [VideoRef(top.name, str(top), "file")]
+    elif top.is_dir() and frame_files(str(top)):
+        refs = [VideoRef(top.resolve().name, str(top), "frames")]
+    elif top.is_dir():
+        refs = []
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            here = Path(folder)
+            if here != top and frame_files(folder):
+                refs.append(VideoRef(here.relative_to(top).as_posix(), folder, "frames"))
+                dirs[:] = []
+            for name in files:
+                if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+                    refs.append(VideoRef((here / name).relative_to(top).as_posix(),
+                                         str(here / name), "file"))
+    else:
+        raise FileNotFoundError(f"--videos: {root} is neither a video, a folder nor a list file")
+    return sorted({r.name: r for r in refs}.values(), key=lambda r: r.name)
+
+
+def _check_indices(indices: Sequence[int], length: int) -> int:
+    """The run's step (+1 or -1) after checking it is contiguous and inside ``0..length-1``."""
+    if len(indices) == 0:
+        return 1
+    first, last = int(indices[0]), int(indices[-1])
+    step = 1 if last >= first else -1
+    if len(indices) > 1 and np.any(np.diff(np.asarray(indices)) != step):
+        raise ValueError("iterate: indices must be a contiguous ascending or descending run")
+    if min(first, last) < 0 or max(first, last) >= length:
+        raise ValueError(f"iterate: frames {first}..{last} outside 0..{length - 1}")
+    return step
+
+
+class FrameFolder:
+    """A folder of frames as a :class:`~engine.video.offline_types.FrameSource` (``names``: the
+    image file names; each frame read from its file when iterated, in the order asked)."""
+
+    def __init__(self, ref: VideoRef):
+        self.name = ref.name
+        if not os.path.isdir(ref.path):
+            raise VideoError(ref.name, f"no such folder: {ref.path}")
+        self.folder = ref.path
+        self.names = frame_files(ref.path)
+        if not self.names:
+            raise VideoError(ref.name, f"no frames (no image file in {ref.path})")
+        sizes = [self._header_hw(n) for n in self.names]
+        known = [(n, s) for n, s in zip(self.names, sizes) if s is not None]
+        if known:
+            self.hw = known[0][1]
+            for n, s in known:
+                if s != self.hw:
+                    raise VideoError(ref.name, f"frames of different sizes: {self.names[0]} is "
+                                     f"{self.hw[0]}x{self.hw[1]}, {n} is {s[0]}x{s[1]} (HxW)")
+        else:
+            self.hw = self._decode(0).shape[:2]
+
+    def _header_hw(self, file: str) -> Optional[Tuple[int, int]]:
+        """``(H, W)`` from the image's header (Pillow reads no pixel), None when Pillow cannot."""
+        from PIL import Image
+
+        try:
+            with Image.open(os.path.join(self.folder, file)) as im:
+                return im.size[1], im.size[0]
+        except Exception:  # a format Pillow does not know: checked when decoded
+            return None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _decode(self, i: int) -> np.ndarray:
+        try:
+            return read_image(os.path.join(self.folder, self.names[i]))
+        except ValueError as e:
+            raise VideoError(self.name, f"frame {i} ({self.names[i]}): {e}") from None
+
+    def iterate(self, indices: Sequence[int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """``(index, (H, W, 3) RGB uint8)`` for each of a contiguous run of indices."""
+        _check_indices(indices, len(self))
+        for i in indices:
+            image = self._decode(int(i))
+            if image.shape[:2] != tuple(self.hw):
+                raise VideoError(self.name, f"frame {i} ({self.names[i]}) is {image.shape[0]}x"
+                                 f"{image.shape[1]}, the video {self.hw[0]}x{self.hw[1]} (HxW)")
+            yield int(i), image
+
+    def close(self) -> None:
+        pass
+
+
+def _open_capture(path: str) -> cv2.VideoCapture:
+    """OpenCV's capture of a file (a function of its own so tests can give a faulty one)."""
+    return cv2.VideoCapture(path)
+
+
+def _crc(frame: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(frame))
+
+
+class VideoFile:
+    """A video file as a :class:`~engine.video.offline_types.FrameSource` (``names``:
+    ``000000.jpg``, ``000001.jpg``, ...); see the module docstring for how reads stay exact.
+
+    ``seeks`` / ``rereads`` count the seeks made and the sequential re-reads from the start that
+    a wrong seek caused."""
+
+    def __init__(self, ref: VideoRef, open_capture: Callable[[str], cv2.VideoCapture] = None):
+        self.name, self.path = ref.name, ref.path
+        self._open = open_capture or _open_capture
+        if not os.path.isfile(ref.path):
+            raise VideoError(ref.name, f"no such file: {ref.path}")
+        cap = self._open(ref.path)
+        if not cap.isOpened():
+            raise VideoError(ref.name, f"OpenCV cannot open {ref.path} as a video")
+        crcs, shape = [], None
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if shape is None:
+                    shape = frame.shape
+                elif frame.shape != shape:
+                    raise VideoError(ref.name, f"frame {len(crcs)} is {frame.shape[0]}x"
+                                     f"{frame.shape[1]}, frame 0 {shape[0]}x{shape[1]} (HxW)")
+                crcs.append(_crc(frame))
+        finally:
+            cap.release()
+        if not crcs:
+            raise VideoError(ref.name, f"no frames (OpenCV decodes no frame of {ref.path})")
+        self._crcs = np.asarray(crcs, np.uint32)
+        self.hw = (int(shape[0]), int(shape[1]))
+        self.names = [f"{i:06d}.jpg" for i in range(len(crcs))]
+        self._cap: Optional[cv2.VideoCapture] = None
+        self._pos = 0  # the index the next read of self._cap gives
+        self._seek_ok = True
+        self._seeked = False
+        self.seeks = self.rereads = 0
+
+    def __len__(self) -> int:
+        return len(self._crcs)
+
+    def _restart(self, index: int) -> None:
+        """Open the file again and decode through to ``index`` (exact by definition)."""
+        if self._cap is not None:
+            self._cap.release()
+        self._cap = self._open(self.path)
+        self._pos = 0
+        self._seeked = False  # True once the stream's position comes from a seek
+        self._forward(index)
+
+    def _forward(self, index: int) -> None:
+        while self._pos < index:
+            if not self._cap.grab():
+                raise VideoError(self.name, f"decoding stopped at frame {self._pos}, before "
+                                 f"frame {index} (it gave {len(self)} frames when opened)")
+            self._pos += 1
+
+    def _position(self, index: int) -> None:
+        """Make the next read give frame ``index``: decode through, or seek (checked on read)."""
+        if self._cap is None:
+            self._restart(index)
+        elif self._pos <= index <= self._pos + SKIP:
+            self._forward(index)
+        elif self._seek_ok:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self.seeks += 1
+            self._seeked = True
+            self._pos = index
+        else:
+            self._restart(index) if index < self._pos else self._forward(index)
+
+    def _read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as decoded BGR, equal (CRC) to sequential decoding's."""
+        if self._pos != index:
+            self._position(index)
+        ok, frame = self._cap.read()
+        good = ok and _crc(frame) == self._crcs[index]
+        if not good and self._seeked:  # the seek landed elsewhere: read sequentially from now on
+            self._seek_ok = False
+            self.rereads += 1
+            self._restart(index)
+            ok, frame = self._cap.read()
+            good = ok and _crc(frame) == self._crcs[index]
+        if not good:
+            raise VideoError(self.name, f"frame {index} decodes differently from when the video "
+                             f"was opened (OpenCV's decoder is not deterministic here)")
+        self._pos = index + 1
+        return frame
+
+    def _ascending(self, start: int, stop: int) -> Iterator[Tuple[int, np.ndarray]]:
+        for i in range(start, stop):
+            yield i, cv2.cvtColor(self._read(i), cv2.COLOR_BGR2RGB)
+
+    def iterate(self, indices: Sequence[int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """``(index, (H, W, 3) RGB uint8)`` for each of a contiguous run of indices; a
+        descending run is decoded in ascending blocks of :data:`BLOCK` frames, each handed out
+        reversed (at most one block held)."""
+        step = _check_indices(indices, len(self))
+        if len(indices) == 0:
+            return
+        first, last = int(indices[0]), int(indices[-1])
+        if step == 1:
+            yield from self._ascending(first, last + 1)
+            return
+        top = first
+        while top >= last:
+            low = max(last, top - BLOCK + 1)
+            block = list(self._ascending(low, top + 1))
+            yield from reversed(block)
+            top = low - 1
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def open_video(ref: VideoRef) -> "FrameFolder | VideoFile":
+    """A frame source over ``ref`` (:class:`FrameFolder` or :class:`VideoFile`); raises
+    :class:`VideoError` when it cannot be read (see the module docstring)."""
+    if ref.kind == "frames":
+        return FrameFolder(ref)
+    if os.path.isdir(ref.path):
+        return FrameFolder(VideoRef(ref.name, ref.path, "frames"))
+    return VideoFile(ref)

@@ -1,0 +1,260 @@
+"""New tracks from a detector or from automatic seeding (engine.dataset.video_new_tracks).
+
+The rule tests feed the sources a stream of FrameResults built here (no model): a world of two
+boxes, the car seen from frame 0 and the dog from frame 6, and a stand-in propagation whose mask
+of a track is its object's box on the frame (or a deliberately wrong one)."""
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Dict, List
+
+import numpy as np
+import pytest
+
+from infer_segment_anything_2.engine.dataset.video_new_tracks import (
+    SEED_CATEGORY, DetectorTracks, SeedTracks)
+from infer_segment_anything_2.engine.video.matching import Detections
+from infer_segment_anything_2.engine.video.offline_types import FrameResult, TrackPrompt
+
+H, W = 120, 160
+DOG_FROM = 6
+
+
+def world_boxes(t: int) -> Dict[str, np.ndarray]:
+    """The objects in frame ``t``: continuous XYXY float32 boxes by class."""
+    boxes = {"car": np.array([10 + 2 * t, 20, 40 + 2 * t, 50], np.float32)}
+    if t >= DOG_FROM:
+        boxes["dog"] = np.array([100, 60 + t, 130, 90 + t], np.float32)
+    return boxes
+
+
+def box_mask(box: np.ndarray) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    x1, y1, x2, y2 = np.round(box).astype(int)
+    m[max(y1, 0):y2, max(x1, 0):x2] = True
+    return m
+
+
+class FakeDetector:
+    """Sees ``extra`` on a frame, then the world's boxes (dog first: the order must not matter)."""
+
+    def __init__(self, extra: Dict[int, tuple] = None):
+        self.calls: List[int] = []
+        self.extra = extra or {}
+
+    def __call__(self, t: int, image: np.ndarray) -> Detections:
+        assert image.shape == (H, W, 3) and image.dtype == np.uint8
+        self.calls.append(t)
+        found = list(self.extra.get(t, ())) + sorted(world_boxes(t).items(), reverse=True)
+        return Detections(np.array([b for _, b in found], np.float32).reshape(-1, 4),
+                          [c for c, _ in found], np.full(len(found), 0.9, np.float32))
+
+
+class StandInPropagation:
+    """Tracks each started track as the world object its prompt started on (the class with the
+    box nearest the prompt's), its mask that object's box on every frame; ``wrong(t, track)``
+    may replace a mask."""
+
+    def __init__(self, new_tracks, wrong=None):
+        self.new_tracks, self.wrong = new_tracks, wrong
+        self.objects: Dict[int, str] = {}  # track id -> world class
+        self.started: Dict[int, TrackPrompt] = {}
+
+    def frame(self, t: int) -> Dict[int, TrackPrompt]:
+        boxes = world_boxes(t)
+        ids = sorted(self.objects)
+        masks = [box_mask(boxes[self.objects[i]]) if self.objects[i] in boxes
+                 else np.zeros((H, W), bool) for i in ids]
+        if self.wrong is not None:
+            masks = [self.wrong(t, i, m) for i, m in zip(ids, masks)]
+        result = FrameResult(t, False, np.array(ids, np.int64),
+                             np.array(masks, bool).reshape(-1, H, W), np.ones(len(ids), np.float32))
+        new = self.new_tracks(t, np.zeros((H, W, 3), np.uint8), result)
+        for tid, prompt in new.items():
+            assert tid not in self.objects and prompt.frame == t
+            ref = prompt.box if prompt.box is not None else _box_of(prompt.mask)
+            self.objects[tid] = min(boxes, key=lambda c: np.abs(boxes[c] - ref).sum())
+            self.started[tid] = prompt
+        return new
+
+    def run(self, frames) -> Dict[int, Dict[int, TrackPrompt]]:
+        return {t: self.frame(t) for t in frames}
+
+
+def _box_of(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def test_detections_start_tracks_once_every_n_frames():
+    detector = FakeDetector()
+    tracks = DetectorTracks(detector, every=3, match_iou=0.3, max_tracks=8, first_id=5)
+    run = StandInPropagation(tracks).run(range(12))
+    assert detector.calls == [0, 3, 6, 9]
+    assert {t: sorted(new) for t, new in run.items() if new} == {0: [5], 6: [6]}
+    assert tracks.categories == {5: "car", 6: "dog"}
+    car, dog = run[0][5], run[6][6]
+    assert car.mask is None and car.points is None and dog.frame == 6
+    np.testing.assert_array_equal(car.box, world_boxes(0)["car"])
+    np.testing.assert_array_equal(dog.box, world_boxes(6)["dog"])
+    # the last detection of each track: frame 9's boxes
+    np.testing.assert_array_equal(tracks.last_boxes[5], world_boxes(9)["car"])
+    np.testing.assert_array_equal(tracks.last_boxes[6], world_boxes(9)["dog"])
+    assert tracks.next_id == 7
+
+
+def test_an_absent_track_matches_by_its_last_detection_box():
+    """The car's mask is empty from frame 2 on (SAM 2 lost it): its detection on frame 3 matches
+    its last detection box (frame 0's, IoU 0.67), and starts no second car."""
+    def lost(t, tid, mask):
+        return np.zeros_like(mask) if t >= 2 else mask
+
+    tracks = DetectorTracks(FakeDetector(), every=3, match_iou=0.3, max_tracks=8)
+    run = StandInPropagation(tracks, wrong=lost).run(range(4))
+    assert {t: list(new) for t, new in run.items() if new} == {0: [0]}
+    np.testing.assert_array_equal(tracks.last_boxes[0], world_boxes(3)["car"])
+
+
+def test_classes_must_agree_and_bad_boxes_are_skipped(caplog):
+    """On frame 3 the detector also sees a truck on the car's box (another class: a new track),
+    a NaN box and a box outside the frame (both skipped, with a warning each)."""
+    extra = {3: [("truck", world_boxes(3)["car"]),
+                 ("car", np.array([np.nan, 1, 5, 5], np.float32)),
+                 ("car", np.array([W + 5, 0, W + 20, 9], np.float32))]}
+    tracks = DetectorTracks(FakeDetector(extra), every=3, match_iou=0.3, max_tracks=8)
+    with caplog.at_level(logging.WARNING):
+        run = StandInPropagation(tracks).run(range(4))
+    assert {t: list(new) for t, new in run.items() if new} == {0: [0], 3: [1]}
+    assert tracks.categories == {0: "car", 1: "truck"}
+    text = caplog.text
+    assert "frame 3: 1 detection(s) with NaN" in text and "frame 3: 1 detection(s) outside" in text
+
+
+def test_max_tracks_bounds_new_tracks_and_warns_once(caplog):
+    tracks = DetectorTracks(FakeDetector(), every=1, match_iou=0.3, max_tracks=1)
+    with caplog.at_level(logging.WARNING):
+        run = StandInPropagation(tracks).run(range(10))
+    assert {t: list(new) for t, new in run.items() if new} == {0: [0]}
+    assert caplog.text.count("max_tracks (1) reached") == 1
+
+
+def _resumed(make, frames, cut, wrong=None):
+    """The new tracks of ``frames`` by one source, and by one whose state is pickled after
+    ``cut`` frames and loaded into a fresh source (the propagation's own state carried over)."""
+    whole = StandInPropagation(make(), wrong).run(frames)
+    first = make()
+    prop = StandInPropagation(first, wrong)
+    part = prop.run(frames[:cut])
+    second = make()
+    second.load_state(pickle.loads(pickle.dumps(first.state())))
+    prop.new_tracks = second
+    part.update(prop.run(frames[cut:]))
+    return whole, part, second
+
+
+def _same(a: Dict[int, Dict[int, TrackPrompt]], b: Dict[int, Dict[int, TrackPrompt]]) -> None:
+    assert a.keys() == b.keys()
+    for t in a:
+        assert a[t].keys() == b[t].keys()
+        for tid in a[t]:
+            for name in ("box", "mask"):
+                x, y = getattr(a[t][tid], name), getattr(b[t][tid], name)
+                assert (x is None) == (y is None)
+                if x is not None:
+                    assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+def test_detector_state_round_trip_continues_bit_identically():
+    def make():
+        return DetectorTracks(FakeDetector(), every=2, match_iou=0.3, max_tracks=8)
+
+    def lost(t, tid, mask):  # the car lost on frame 6, after the cut: matched by its last box
+        return np.zeros_like(mask) if t == 6 else mask
+
+    frames = list(range(12))
+    whole, part, resumed = _resumed(make, frames, 5, lost)
+    _same(whole, part)
+    assert sum(len(n) for n in whole.values()) == 2  # the car and the dog, once each
+    ref = make()
+    StandInPropagation(ref, lost).run(frames)
+    assert resumed.categories == ref.categories and resumed.next_id == ref.next_id
+    for tid, box in ref.last_boxes.items():
+        assert resumed.last_boxes[tid].tobytes() == box.tobytes()
+
+
+def fake_generate(image: np.ndarray) -> np.ndarray:
+    """The automatic mode's masks of a frame of the world (known from the image's first pixel,
+    the frame index): largest first, the car, a part of the car (its left half), the dog."""
+    t = int(image[0, 0, 0])
+    boxes = world_boxes(t)
+    car = boxes["car"]
+    half = car.copy()
+    half[2] = (car[0] + car[2]) / 2
+    masks = [box_mask(car), box_mask(half)] + ([box_mask(boxes["dog"])] if "dog" in boxes else [])
+    return np.array(masks)
+
+
+class SeedPropagation(StandInPropagation):
+    def frame(self, t):  # the frame carries its index for fake_generate
+        calls = self.new_tracks
+
+        def tracks_on(t_, image, result):
+            image = image.copy()
+            image[0, 0, 0] = t_
+            return calls(t_, image, result)
+
+        self.new_tracks = tracks_on
+        try:
+            return super().frame(t)
+        finally:
+            self.new_tracks = calls
+
+
+def test_seeding_starts_uncovered_masks_every_n_frames():
+    calls = []
+
+    def generate(image):
+        calls.append(int(image[0, 0, 0]))
+        return fake_generate(image)
+
+    seeds = SeedTracks(generate, every=4, max_tracks=8)
+    run = SeedPropagation(seeds).run(range(10))
+    assert calls == [0, 4, 8]
+    # frame 0: the car (its half is covered by it); frame 4: nothing new; frame 8: the dog
+    assert {t: list(new) for t, new in run.items() if new} == {0: [0], 8: [1]}
+    assert seeds.categories == {0: SEED_CATEGORY, 1: SEED_CATEGORY}
+    np.testing.assert_array_equal(run[0][0].mask, box_mask(world_boxes(0)["car"]))
+    np.testing.assert_array_equal(run[8][1].mask, box_mask(world_boxes(8)["dog"]))
+    assert run[8][1].box is None and run[8][1].frame == 8
+
+
+def test_seeding_bound_and_state_round_trip(caplog):
+    with caplog.at_level(logging.WARNING):
+        bounded = SeedTracks(fake_generate, every=4, max_tracks=1)
+        run = SeedPropagation(bounded).run(range(10))
+    assert {t: list(new) for t, new in run.items() if new} == {0: [0]}
+    assert caplog.text.count("max_tracks (1) reached") == 1
+
+    def make():
+        return SeedTracks(fake_generate, every=4, max_tracks=8, first_id=3)
+
+    frames = list(range(10))
+    whole = SeedPropagation(make()).run(frames)
+    first = make()
+    prop = SeedPropagation(first)
+    part = prop.run(frames[:6])
+    second = make()
+    second.load_state(pickle.loads(pickle.dumps(first.state())))
+    prop.new_tracks = second
+    part.update(prop.run(frames[6:]))
+    _same(whole, part)
+    assert second.categories == {3: SEED_CATEGORY, 4: SEED_CATEGORY} and second.next_id == 5
+
+
+@pytest.mark.parametrize("bad", [dict(every=0), dict(max_tracks=-1), dict(first_id=-2)])
+def test_bad_arguments_are_refused(bad):
+    args = dict(every=1, max_tracks=4, first_id=0, **{})
+    args.update(bad)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SeedTracks(fake_generate, **args)
