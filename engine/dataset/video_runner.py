@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,16 +40,14 @@ DEFAULT_CATEGORY = "object"
 CHECKPOINT_EVERY = 500  # frame results between two checkpoints (the work an interrupt can lose)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoJob:
-    """One video to annotate: its ``name`` (path relative to the input root), ``ref`` (what
-    ``open_video`` takes), its ``prompts`` (track id -> prompts, frames from 0; empty when the
-    tracks come from a detector or seeding) and the prompts' ``categories`` (track id -> name)."""
+    """One video to annotate: its ``name`` (path relative to the input root) and ``ref`` (what
+    ``open_video`` takes, e.g. a :class:`.videos.VideoRef`). Its prompts are looked up by name
+    when it runs (:attr:`VideoAnnotator.prompts`), so that a bad prompt is that video's error."""
 
     name: str
     ref: Any
-    prompts: Dict[int, List[TrackPrompt]] = field(default_factory=dict)
-    categories: Dict[int, str] = field(default_factory=dict)
 
 
 class TrackAccumulator:
@@ -105,22 +103,35 @@ class VideoAnnotator:
         propagation: ``(frames, prompts, new_tracks) -> object with run(resume) and state()``
             (:class:`engine.video.offline.OfflinePropagation` over the loaded model).
         open_video: ``ref -> FrameSource`` (raises on an unreadable, empty or mixed-size video).
+        prompts: the prompts' file (:class:`.video_prompts.VideoPrompts`: ``for_video(name) ->
+            {track_id: [TrackPrompt]}``, ``category(name, track_id) -> str``), or None.
         new_tracks: ``() -> NewTracks`` for a detector or automatic seeding, or None.
         settings: what else decides the result (parameters, direction): part of the checkpoints'
             fingerprint.
         passes: passes over the video (2 for ``both`` directions), for the progress bar.
+        estimate: ``ref -> frames`` without decoding (the progress bar's total); default
+            ``len(open_video(ref))``.
     """
 
     def __init__(self, propagation: Callable, open_video: Callable[[Any], FrameSource],
-                 new_tracks: Optional[Callable[[], NewTracks]] = None,
-                 settings: Any = None, passes: int = 2):
-        self.propagation, self.open_video = propagation, open_video
+                 prompts: Any = None, new_tracks: Optional[Callable[[], NewTracks]] = None,
+                 settings: Any = None, passes: int = 2,
+                 estimate: Optional[Callable[[Any], int]] = None):
+        self.propagation, self.open_video, self.prompts = propagation, open_video, prompts
         self.new_tracks, self.settings, self.passes = new_tracks, settings, passes
+        self.estimate = estimate or (lambda ref: len(open_video(ref)))
+
+    def prompts_of(self, name: str) -> Tuple[Dict[int, List[TrackPrompt]], Dict[int, str]]:
+        """A video's prompts and their tracks' categories (empty without a prompts' file)."""
+        if self.prompts is None:
+            return {}, {}
+        tracks = self.prompts.for_video(name)
+        return tracks, {t: self.prompts.category(name, t) for t in tracks}
 
 
-def check_prompts(job: VideoJob, length: int) -> None:
+def check_prompts(prompts: Mapping[int, Sequence[TrackPrompt]], length: int) -> None:
     """Prompts on frames past the video's end are an error of the video (ValueError)."""
-    late = [(t, p.frame) for t, ps in job.prompts.items() for p in ps if p.frame >= length]
+    late = [(t, p.frame) for t, ps in prompts.items() for p in ps if p.frame >= length]
     if late:
         track, frame = min(late, key=lambda x: x[1])
         raise ValueError(f"track {track} has a prompt on frame {frame} but the video has "
@@ -136,11 +147,19 @@ def annotate_video(job: VideoJob, annotator: VideoAnnotator, out: Optional[str] 
     run is resumed. ``progress(n)``: ``n`` more frame results done. Errors propagate (the
     callers turn them into error records: :func:`safe_annotate`)."""
     frames = annotator.open_video(job.ref)
+    try:
+        return _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint)
+    finally:
+        getattr(frames, "close", lambda: None)()
+
+
+def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint) -> Dict:
     length = len(frames)
-    check_prompts(job, length)
+    prompts, prompt_categories = annotator.prompts_of(job.name)
+    check_prompts(prompts, length)
     callback = annotator.new_tracks() if annotator.new_tracks else None
-    prop = annotator.propagation(frames, job.prompts, callback)
-    print_ = fingerprint(job.name, length, tuple(frames.hw), list(frames.names), job.prompts,
+    prop = annotator.propagation(frames, prompts, callback)
+    print_ = fingerprint(job.name, length, tuple(frames.hw), list(frames.names), prompts,
                          annotator.settings)
     path = checkpoint_path(out, job.name) if out else None
     data = load_checkpoint(path, job.name, print_) if path else None
@@ -160,7 +179,7 @@ def annotate_video(job: VideoJob, annotator: VideoAnnotator, out: Optional[str] 
                                    "new_tracks": callback.state() if callback else None})
             on_checkpoint()
     categories = dict(getattr(callback, "categories", {}) or {})
-    categories.update(job.categories)
+    categories.update(prompt_categories)
     h, w = frames.hw
     info = VideoInfo(job.name, [f"{job.name}/{n}" for n in frames.names], int(h), int(w))
     record = video_record(info, acc.tracks(length, categories))
@@ -182,10 +201,11 @@ def safe_annotate(job: VideoJob, annotator: VideoAnnotator, **kwargs) -> Dict:
         return error_record(job.name, f"{type(exc).__name__}: {exc} ({place})")
 
 
-def video_frames(job: VideoJob, annotator: VideoAnnotator) -> int:
-    """The progress bar's share of a video: its frames times the passes (0 when unreadable)."""
+def video_share(job: VideoJob, annotator: VideoAnnotator) -> int:
+    """The progress bar's share of a video: its frames (``annotator.estimate``, without
+    decoding it) times the passes; 0 when it cannot be told (the video is reported when run)."""
     try:
-        return len(annotator.open_video(job.ref)) * annotator.passes
+        return int(annotator.estimate(job.ref)) * annotator.passes
     except Exception:  # noqa: BLE001 -- reported when the video is run
         return 0
 
@@ -203,7 +223,7 @@ def run_videos(jobs: Sequence[VideoJob], annotator: VideoAnnotator, store, out: 
                report: Callable[[str, str], None] = lambda name, error: None) -> int:
     """Annotate the videos not yet in ``store`` one after the other, appending each record as
     it is done; ``report(name, error)`` for each bad one. Returns how many were run now."""
-    shares = {job.name: video_frames(job, annotator) for job in jobs}
+    shares = {job.name: video_share(job, annotator) for job in jobs}
     todo = [job for job in jobs if job.name not in store]
     with progress_bar(sum(shares.values()), sum(shares.values()) - sum(
             shares[j.name] for j in todo), progress) as bar:
@@ -211,7 +231,10 @@ def run_videos(jobs: Sequence[VideoJob], annotator: VideoAnnotator, store, out: 
             start = bar.n
             record = safe_annotate(job, annotator, out=out, checkpoint_every=checkpoint_every,
                                    progress=bar.update)
-            bar.update(max(0, start + shares[job.name] - bar.n))  # the share, whatever ran
+            left = start + shares[job.name] - bar.n  # the share, whatever ran (an estimate)
+            if left < 0:
+                bar.total += -left
+            bar.update(max(0, left))
             store.append(record)
             if "error" in record:
                 report(job.name, record["error"])

@@ -23,12 +23,25 @@ PROMPTS = {1: [(3, (2, 2, 10, 10))], 2: [(3, (4, 4, 12, 12)), (5, (4, 4, 12, 12)
 RESULTS = 9
 
 
+class Prompts:
+    """A prompts' file of ``PROMPTS`` for every video; track 1 is a car."""
+
+    @staticmethod
+    def for_video(name):
+        return box_prompts(PROMPTS)
+
+    @staticmethod
+    def category(name, track):
+        return "car" if track == 1 else "object"
+
+
 class Script:
     """The annotator's pieces over fakes, recording every propagation made."""
 
     def __init__(self, crash_after=None, settings="a"):
         self.made, self.crash_after = [], crash_after
-        self.annotator = VideoAnnotator(self.propagation, self.open_video, settings=settings)
+        self.annotator = VideoAnnotator(self.propagation, self.open_video, Prompts(),
+                                        settings=settings)
 
     def propagation(self, frames, prompts, new_tracks):
         self.made.append(FakePropagation(frames, prompts, new_tracks,
@@ -42,8 +55,8 @@ class Script:
         return ref
 
 
-def job(name="v", n=N, prompts=PROMPTS):
-    return VideoJob(name, FakeFrames(n), box_prompts(prompts), {1: "car"})
+def job(name="v", n=N):
+    return VideoJob(name, FakeFrames(n))
 
 
 def expected_mask(box, shift):
