@@ -13,12 +13,15 @@ from typing import Dict, List, Optional
 @dataclass
 class VideoInfo:
     """A video: ``name`` (its path relative to the input root, ``/``-separated), ``file_names``
-    (one per frame, ``<name>/<frame>``), frame ``height`` and ``width`` in pixels."""
+    (one per frame, ``<name>/<frame>``), frame ``height`` and ``width`` in pixels, and
+    ``video_id``: the id the writers give it (None: its position ``1..`` in what they write;
+    set it to keep a prompt file's ids, :attr:`.video_prompts.VideoPrompts.video_ids`)."""
 
     name: str
     file_names: List[str]
     height: int
     width: int
+    video_id: Optional[int] = None
 
     @property
     def length(self) -> int:

@@ -6,12 +6,8 @@ zero-padded names that is plain name order). :func:`list_videos` finds them, :fu
 gives a :class:`~engine.video.offline_types.FrameSource` over one, decoding frames as they are
 asked for (never the whole video in memory). Frames are ``(H, W, 3)`` RGB uint8, indexed from 0.
 
-Exactness of a video file: :func:`open_video` decodes the file once from the start, counting its
-frames (``CAP_PROP_FRAME_COUNT`` is an estimate for many containers) and keeping a CRC-32 of each
-decoded frame (4 bytes a frame). A later read that seeks (``CAP_PROP_POS_FRAMES``, used to go
-back or to jump far ahead) is checked against those CRCs, frame by frame; where a seek lands
-elsewhere the file is read again sequentially from its start (and seeks are not trusted for it
-any more), so frame ``i`` is always the image that sequential decoding gives.
+A video file's frames are exact (:mod:`.video_file`): frame ``i`` is always the image that
+sequential decoding from the start gives.
 
 Problems with one video raise :class:`VideoError` (its ``name`` and a message), so that a runner
 reports the video by name and goes on: a file OpenCV cannot open, no frame, frames of different
@@ -23,23 +19,21 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
+from ..video.offline_types import FrameSource
 from .sources import IMAGE_EXTENSIONS, read_image
+from .video_tracks import VideoInfo
 
 # Files of a folder that are taken as video files (a file given directly, or a list's line, may
 # be any format VideoCapture reads).
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".mxf", ".y4m"}
 LIST_EXTENSIONS = {".txt", ".lst"}  # a root file with these extensions lists videos
-BLOCK = 32  # a descending run of a video file is decoded in ascending blocks of this many frames
-SKIP = 64  # a forward jump of at most this many frames decodes through instead of seeking
 
 
 class VideoError(Exception):
@@ -79,9 +73,9 @@ def frame_files(folder: str) -> List[str]:
 
 def _list_line(line: str, base: Path) -> VideoRef:
     path = Path(line).expanduser()
-    name = PurePath(line).as_posix()  # "./a/b/" is "a/b"
-    if path.is_absolute():  # "/data/a.mp4" is named "data/a.mp4" (names are relative paths)
-        name = PurePath(*path.parts[1:]).as_posix()
+    # names are relative paths: "/data/a.mp4" and "../data/a.mp4" are named "data/a.mp4"
+    parts = [p for p in PurePath(line).parts[1 if path.is_absolute() else 0:] if p != ".."]
+    name = PurePath(*parts).as_posix() if parts else path.name
     path = path if path.is_absolute() else base / path
     return VideoRef(name, str(path), "frames" if path.is_dir() else "file")
 
@@ -95,7 +89,8 @@ def list_videos(root: str) -> List[VideoRef]:
     folder with image files directly in it is one video; its subfolders are not searched); or a
     ``.txt`` / ``.lst`` file with one video file or frame folder per line (relative to the list's
     folder; blank lines and ``#`` comments skipped; named by the line as written, an absolute
-    path without its leading ``/``). A listed entry that does not exist is kept:
+    path without its leading ``/``, ``..`` parts left out; two entries of one name are an
+    error). A listed entry that does not exist is kept:
     :func:`open_video` raises :class:`VideoError` for it. Raises ``FileNotFoundError`` when
     ``root`` does not exist."""
     top = Path(root).expanduser()
@@ -120,10 +115,15 @@ def list_videos(root: str) -> List[VideoRef]:
                                          str(here / name), "file"))
     else:
         raise FileNotFoundError(f"--videos: {root} is neither a video, a folder nor a list file")
-    return sorted({r.name: r for r in refs}.values(), key=lambda r: r.name)
+    unique: Dict[str, VideoRef] = {}
+    for ref in refs:
+        other = unique.setdefault(ref.name, ref)
+        if os.path.abspath(other.path) != os.path.abspath(ref.path):
+            raise ValueError(f"--videos: {other.path} and {ref.path} are both named {ref.name}")
+    return sorted(unique.values(), key=lambda r: r.name)
 
 
-def _check_indices(indices: Sequence[int], length: int) -> int:
+def check_indices(indices: Sequence[int], length: int) -> int:
     """The run's step (+1 or -1) after checking it is contiguous and inside ``0..length-1``."""
     if len(indices) == 0:
         return 1
@@ -180,7 +180,7 @@ class FrameFolder:
 
     def iterate(self, indices: Sequence[int]) -> Iterator[Tuple[int, np.ndarray]]:
         """``(index, (H, W, 3) RGB uint8)`` for each of a contiguous run of indices."""
-        _check_indices(indices, len(self))
+        check_indices(indices, len(self))
         for i in indices:
             image = self._decode(int(i))
             if image.shape[:2] != tuple(self.hw):
@@ -192,139 +192,21 @@ class FrameFolder:
         pass
 
 
-def _open_capture(path: str) -> cv2.VideoCapture:
-    """OpenCV's capture of a file (a function of its own so tests can give a faulty one)."""
-    return cv2.VideoCapture(path)
-
-
-def _crc(frame: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(frame))
-
-
-class VideoFile:
-    """A video file as a :class:`~engine.video.offline_types.FrameSource` (``names``:
-    ``000000.jpg``, ``000001.jpg``, ...); see the module docstring for how reads stay exact.
-
-    ``seeks`` / ``rereads`` count the seeks made and the sequential re-reads from the start that
-    a wrong seek caused."""
-
-    def __init__(self, ref: VideoRef, open_capture: Callable[[str], cv2.VideoCapture] = None):
-        self.name, self.path = ref.name, ref.path
-        self._open = open_capture or _open_capture
-        if not os.path.isfile(ref.path):
-            raise VideoError(ref.name, f"no such file: {ref.path}")
-        cap = self._open(ref.path)
-        if not cap.isOpened():
-            raise VideoError(ref.name, f"OpenCV cannot open {ref.path} as a video")
-        crcs, shape = [], None
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                if shape is None:
-                    shape = frame.shape
-                elif frame.shape != shape:
-                    raise VideoError(ref.name, f"frame {len(crcs)} is {frame.shape[0]}x"
-                                     f"{frame.shape[1]}, frame 0 {shape[0]}x{shape[1]} (HxW)")
-                crcs.append(_crc(frame))
-        finally:
-            cap.release()
-        if not crcs:
-            raise VideoError(ref.name, f"no frames (OpenCV decodes no frame of {ref.path})")
-        self._crcs = np.asarray(crcs, np.uint32)
-        self.hw = (int(shape[0]), int(shape[1]))
-        self.names = [f"{i:06d}.jpg" for i in range(len(crcs))]
-        self._cap: Optional[cv2.VideoCapture] = None
-        self._pos = 0  # the index the next read of self._cap gives
-        self._seek_ok = True
-        self._seeked = False
-        self.seeks = self.rereads = 0
-
-    def __len__(self) -> int:
-        return len(self._crcs)
-
-    def _restart(self, index: int) -> None:
-        """Open the file again and decode through to ``index`` (exact by definition)."""
-        if self._cap is not None:
-            self._cap.release()
-        self._cap = self._open(self.path)
-        self._pos = 0
-        self._seeked = False  # True once the stream's position comes from a seek
-        self._forward(index)
-
-    def _forward(self, index: int) -> None:
-        while self._pos < index:
-            if not self._cap.grab():
-                raise VideoError(self.name, f"decoding stopped at frame {self._pos}, before "
-                                 f"frame {index} (it gave {len(self)} frames when opened)")
-            self._pos += 1
-
-    def _position(self, index: int) -> None:
-        """Make the next read give frame ``index``: decode through, or seek (checked on read)."""
-        if self._cap is None:
-            self._restart(index)
-        elif self._pos <= index <= self._pos + SKIP:
-            self._forward(index)
-        elif self._seek_ok:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            self.seeks += 1
-            self._seeked = True
-            self._pos = index
-        else:
-            self._restart(index) if index < self._pos else self._forward(index)
-
-    def _read(self, index: int) -> np.ndarray:
-        """Frame ``index`` as decoded BGR, equal (CRC) to sequential decoding's."""
-        if self._pos != index:
-            self._position(index)
-        ok, frame = self._cap.read()
-        good = ok and _crc(frame) == self._crcs[index]
-        if not good and self._seeked:  # the seek landed elsewhere: read sequentially from now on
-            self._seek_ok = False
-            self.rereads += 1
-            self._restart(index)
-            ok, frame = self._cap.read()
-            good = ok and _crc(frame) == self._crcs[index]
-        if not good:
-            raise VideoError(self.name, f"frame {index} decodes differently from when the video "
-                             f"was opened (OpenCV's decoder is not deterministic here)")
-        self._pos = index + 1
-        return frame
-
-    def _ascending(self, start: int, stop: int) -> Iterator[Tuple[int, np.ndarray]]:
-        for i in range(start, stop):
-            yield i, cv2.cvtColor(self._read(i), cv2.COLOR_BGR2RGB)
-
-    def iterate(self, indices: Sequence[int]) -> Iterator[Tuple[int, np.ndarray]]:
-        """``(index, (H, W, 3) RGB uint8)`` for each of a contiguous run of indices; a
-        descending run is decoded in ascending blocks of :data:`BLOCK` frames, each handed out
-        reversed (at most one block held)."""
-        step = _check_indices(indices, len(self))
-        if len(indices) == 0:
-            return
-        first, last = int(indices[0]), int(indices[-1])
-        if step == 1:
-            yield from self._ascending(first, last + 1)
-            return
-        top = first
-        while top >= last:
-            low = max(last, top - BLOCK + 1)
-            block = list(self._ascending(low, top + 1))
-            yield from reversed(block)
-            top = low - 1
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-
-def open_video(ref: VideoRef) -> "FrameFolder | VideoFile":
+def open_video(ref: VideoRef) -> "FrameSource":
     """A frame source over ``ref`` (:class:`FrameFolder` or :class:`VideoFile`); raises
     :class:`VideoError` when it cannot be read (see the module docstring)."""
     if ref.kind == "frames":
         return FrameFolder(ref)
     if os.path.isdir(ref.path):
         return FrameFolder(VideoRef(ref.name, ref.path, "frames"))
+    from .video_file import VideoFile  # imported here: it imports this module's names
+
     return VideoFile(ref)
+
+
+def video_info(name: str, source: "FrameSource",
+               video_id: Optional[int] = None) -> VideoInfo:
+    """The writers' :class:`~.video_tracks.VideoInfo` of an opened video: ``file_names``
+    ``<name>/<frame name>``, the frames' height and width."""
+    return VideoInfo(name, [f"{name}/{n}" for n in source.names], int(source.hw[0]),
+                     int(source.hw[1]), video_id)
