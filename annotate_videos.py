@@ -153,7 +153,8 @@ def main_videos(parser: argparse.ArgumentParser, args: argparse.Namespace,
     except (OSError, ValueError) as exc:
         flag = "--ytvis" if args.ytvis else "--mot"
         text = str(exc)
-        parser.error(text if text.startswith(flag) else f"argument {flag}: {text}")
+        text = text[len(flag) + 2:] if text.startswith(flag + ": ") else text
+        parser.error(f"argument {flag}: {text}")
     _warn_prompts(prompts)
     out = args.out
     every = args.checkpoint_every or CHECKPOINT_EVERY

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..image.coco import mask_to_coco_rle
 from ..video.offline_types import FrameResult, FrameSource, TrackPrompt
+from .video_prompts import check_prompts
 from .video_store import (checkpoint_path, error_record, fingerprint, load_checkpoint,
                           remove_checkpoint, save_checkpoint, video_record)
 from .video_tracks import TrackResult, VideoInfo
@@ -129,15 +130,6 @@ class VideoAnnotator:
         return tracks, {t: self.prompts.category(name, t) for t in tracks}
 
 
-def check_prompts(prompts: Mapping[int, Sequence[TrackPrompt]], length: int) -> None:
-    """Prompts on frames past the video's end are an error of the video (ValueError)."""
-    late = [(t, p.frame) for t, ps in prompts.items() for p in ps if p.frame >= length]
-    if late:
-        track, frame = min(late, key=lambda x: x[1])
-        raise ValueError(f"track {track} has a prompt on frame {frame} but the video has "
-                         f"{length} frames (0..{length - 1})")
-
-
 def annotate_video(job: VideoJob, annotator: VideoAnnotator, out: Optional[str] = None,
                    checkpoint_every: int = CHECKPOINT_EVERY,
                    progress: Callable[[int], None] = lambda n: None,
@@ -156,7 +148,7 @@ def annotate_video(job: VideoJob, annotator: VideoAnnotator, out: Optional[str] 
 def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint) -> Dict:
     length = len(frames)
     prompts, prompt_categories = annotator.prompts_of(job.name)
-    check_prompts(prompts, length)
+    check_prompts(job.name, prompts, length, frames.hw)  # VideoError: past the end
     callback = annotator.new_tracks() if annotator.new_tracks else None
     prop = annotator.propagation(frames, prompts, callback)
     print_ = fingerprint(job.name, length, tuple(frames.hw), list(frames.names), prompts,

@@ -133,7 +133,8 @@ def test_bad_videos_are_reported_and_skipped_and_a_rerun_skips_finished_ones(tmp
         errors = store.errors()
     assert [name for name, _ in reported] == ["b", "c"]
     assert "cannot open b.mp4" in errors["b"]
-    assert "track 3 has a prompt on frame 4 but the video has 4 frames" in errors["c"]
+    assert "track 2 has a prompt on frame 5" in errors["c"]
+    assert "the video has 4 frames (0..3)" in errors["c"]
     with video_store(out) as store:
         assert run_videos(jobs, script.annotator, store, out, progress=False) == 2  # b, c
         assert sorted(store) == ["a", "d"] and len(script.made) == 2  # a, d not run again
