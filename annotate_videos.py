@@ -180,7 +180,10 @@ def main_videos(parser: argparse.ArgumentParser, args: argparse.Namespace,
                 glue = _glue()
                 detect = glue.VideoDetector(args.detector, dict(config.detector[1]))
             annotator = build_annotator(config, detect, prompts)
-            run_videos(jobs, annotator, store, out, not args.no_progress, every, report)
+            run_videos(jobs, annotator, store, out, not args.no_progress, every, report,
+                       on_resume=lambda name, count: print(
+                           f"annotate.py: video {name}: resumed after {count} frame results "
+                           f"from its checkpoint", file=sys.stderr))
         counts = finish_videos(out, formats, names, store, categories_of(config, prompts),
                                getattr(prompts, "video_ids", None))
     paths = output_paths(out, formats)

@@ -32,12 +32,17 @@ from .ray_runner import _PACKAGE, _TOP, _TOP_DIR, _import_package
 class VideoWorker:
     """One Ray actor: the model loaded once, then one video per call.
 
-    ``crash_once``: a drill for fault tolerance (tests): when set and that file does not exist,
-    the first checkpoint written creates it and the worker process exits at once, mid-video."""
+    ``setup``: called first, once the plugin's package is importable (e.g. logging, or the
+    tests' smaller model). ``crash_once``: a drill for fault tolerance (tests): when set and
+    that file does not exist, the first checkpoint written creates it and the worker process
+    exits at once, mid-video."""
 
     def __init__(self, top: str, top_dir: str, package: str, config: Dict, out: str,
-                 checkpoint_every: int, threads: int, crash_once: str = ""):
+                 checkpoint_every: int, threads: int, crash_once: str = "",
+                 setup: Optional[Callable[[], None]] = None):
         model = _import_package(top, top_dir, package + ".video_model")
+        if setup is not None:
+            setup()
         self.runner = importlib.import_module(package + ".video_runner")
         self.videos = importlib.import_module(package + ".videos")
         if threads > 0:
@@ -67,11 +72,12 @@ def run_videos_ray(jobs: Sequence, config, store, out: str, address: Optional[st
                    workers: int = 2, cuda: bool = False, threads: int = 0,
                    progress: bool = True, checkpoint_every: int = 500,
                    report: Callable[[str, str], None] = lambda name, error: None,
-                   crash_once: str = "") -> int:
+                   crash_once: str = "", setup: Optional[Callable[[], None]] = None) -> int:
     """Annotate the videos of ``jobs`` (:class:`.video_runner.VideoJob` over
     :class:`.videos.VideoRef`) not yet in ``store`` on ``workers`` Ray actors, appending each
     record as it comes back (``report(name, error)`` for a bad video); returns how many videos
-    were run now. ``address``, ``cuda``, ``threads``: as :func:`.ray_runner.run_items_ray`."""
+    were run now. ``address``, ``cuda``, ``threads``: as :func:`.ray_runner.run_items_ray`;
+    ``setup``, ``crash_once``: as :class:`VideoWorker`'s."""
     import ray
 
     from .video_model import estimated_length
@@ -100,7 +106,8 @@ def run_videos_ray(jobs: Sequence, config, store, out: str, address: Optional[st
         fn_constructor_kwargs=dict(top=_TOP, top_dir=_TOP_DIR, package=_PACKAGE,
                                    config=dataclasses.asdict(config), out=str(out),
                                    checkpoint_every=int(checkpoint_every),
-                                   threads=0 if cuda else threads, crash_once=crash_once))
+                                   threads=0 if cuda else threads, crash_once=crash_once,
+                                   setup=setup))
     total = sum(shares.values())
     with progress_bar(total, total - sum(shares[j.name] for j in todo), progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

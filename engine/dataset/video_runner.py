@@ -133,19 +133,23 @@ class VideoAnnotator:
 def annotate_video(job: VideoJob, annotator: VideoAnnotator, out: Optional[str] = None,
                    checkpoint_every: int = CHECKPOINT_EVERY,
                    progress: Callable[[int], None] = lambda n: None,
-                   on_checkpoint: Callable[[], None] = lambda: None) -> Dict:
+                   on_checkpoint: Callable[[], None] = lambda: None,
+                   on_resume: Callable[[str, int], None] = lambda name, count: None) -> Dict:
     """The store's record of one video (see :mod:`.video_store`). With ``out``, checkpoints go
     to ``OUT.checkpoints/`` every ``checkpoint_every`` frame results and one left by an earlier
-    run is resumed. ``progress(n)``: ``n`` more frame results done. Errors propagate (the
-    callers turn them into error records: :func:`safe_annotate`)."""
+    run is resumed (``on_resume(name, results already done)``). ``progress(n)``: ``n`` more
+    frame results done. Errors propagate (the callers turn them into error records:
+    :func:`safe_annotate`)."""
     frames = annotator.open_video(job.ref)
     try:
-        return _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint)
+        return _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint,
+                         on_resume)
     finally:
         getattr(frames, "close", lambda: None)()
 
 
-def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint) -> Dict:
+def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkpoint,
+              on_resume) -> Dict:
     length = len(frames)
     prompts, prompt_categories = annotator.prompts_of(job.name)
     check_prompts(job.name, prompts, length, frames.hw)  # VideoError: past the end
@@ -161,6 +165,7 @@ def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkp
         if callback is not None:
             callback.load_state(data["new_tracks"])
         progress(count)
+        on_resume(job.name, count)
     for result in prop.run(resume=resume):
         acc.add(result)
         count += 1
@@ -212,9 +217,11 @@ def progress_bar(total: int, done: int, enabled: bool = True):
 
 def run_videos(jobs: Sequence[VideoJob], annotator: VideoAnnotator, store, out: str,
                progress: bool = True, checkpoint_every: int = CHECKPOINT_EVERY,
-               report: Callable[[str, str], None] = lambda name, error: None) -> int:
+               report: Callable[[str, str], None] = lambda name, error: None,
+               on_resume: Callable[[str, int], None] = lambda name, count: None) -> int:
     """Annotate the videos not yet in ``store`` one after the other, appending each record as
-    it is done; ``report(name, error)`` for each bad one. Returns how many were run now."""
+    it is done; ``report(name, error)`` for each bad one, ``on_resume`` as
+    :func:`annotate_video`'s. Returns how many were run now."""
     shares = {job.name: video_share(job, annotator) for job in jobs}
     todo = [job for job in jobs if job.name not in store]
     with progress_bar(sum(shares.values()), sum(shares.values()) - sum(
@@ -222,7 +229,7 @@ def run_videos(jobs: Sequence[VideoJob], annotator: VideoAnnotator, store, out: 
         for job in todo:
             start = bar.n
             record = safe_annotate(job, annotator, out=out, checkpoint_every=checkpoint_every,
-                                   progress=bar.update)
+                                   progress=bar.update, on_resume=on_resume)
             left = start + shares[job.name] - bar.n  # the share, whatever ran (an estimate)
             if left < 0:
                 bar.total += -left

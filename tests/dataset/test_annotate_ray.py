@@ -1,6 +1,6 @@
-"""annotate on Ray Data actors (a local Ray instance started here): the merged COCO file is
-identical to the single-process one, and a worker killed during the run is replaced with each
-image written exactly once."""
+"""annotate on Ray Data actors (the session's local Ray instance, ``conftest.py``): the merged
+COCO file is identical to the single-process one, and a worker killed during the run is
+replaced with each image written exactly once."""
 from __future__ import annotations
 
 import json
@@ -14,13 +14,6 @@ from infer_segment_anything_2.engine.dataset import (Annotator, PartStore, finis
                                                      read_coco_boxes, run_items, work_items)
 
 THREADS = 1  # torch threads of each Ray worker and of the single-process reference
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,167 @@ def test_a_bad_argument_is_one_line_naming_it_with_exit_2(root, argv, message, c
     assert code == 2 and "Traceback" not in err, err
     assert message.format(root=root) in lines[-1], err
     assert lines[-1].startswith("annotate.py: error: ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs with the model
+# ---------------------------------------------------------------------------------------------
+FORMATS = "ytvis,ytvis-results,coco-video,davis"
+
+
+def decode(seg) -> np.ndarray:
+    """A segmentation of either RLE form, decoded by pycocotools."""
+    if isinstance(seg["counts"], list):
+        seg = mask_utils.frPyObjects(seg, *seg["size"])
+    return mask_utils.decode(seg).astype(bool)
+
+
+@pytest.fixture(scope="module")
+def mot_run(root, present_checkpoint, tmp_path_factory):
+    """MOT tracks of both videos to every format (one run for the module's checks)."""
+    out = tmp_path_factory.mktemp("mot") / "tracks.json"
+    with small_model_config():
+        code = annotate_main([str(root / "videos"), "--videos", "--mot", str(root / "mot"),
+                              "--out", str(out), "--format", FORMATS, "--no-progress",
+                              *param_args(present_checkpoint)])
+    return code, out
+
+
+def test_mot_tracks_become_masks_with_their_ids_on_every_frame(mot_run):
+    code, out = mot_run
+    assert code == 0
+    data = read_json(out)
+    assert [v["file_names"][0] for v in data["videos"]] == ["a/00000.png", "sub/b/00000.png"]
+    for v in data["videos"]:
+        assert (v["width"], v["height"], v["length"]) == (W, H, FRAMES)
+        assert v["file_names"] == [f"{v['name']}/{t:05d}.png" for t in range(FRAMES)]
+    assert {c["name"] for c in data["categories"]} == {"1"}  # MOT class 1
+    for video in data["videos"]:
+        anns = [a for a in data["annotations"] if a["video_id"] == video["id"]]
+        assert sorted(a["track_id"] for a in anns) == sorted(MOT)  # the MOT ids kept
+        for ann in anns:
+            assert 0 < ann["score"] <= 1 and ann["iscrowd"] == 0
+            assert len(ann["segmentations"]) == len(ann["bboxes"]) == FRAMES
+            for t, seg in enumerate(ann["segmentations"]):
+                # every frame has a mask, track 7's frames 0 and 1 too (before its first box)
+                assert seg is not None, (video["name"], ann["track_id"], t)
+                mask = decode(seg)
+                assert mask.shape == (H, W) and mask.any()
+                assert ann["areas"][t] == mask.sum()
+                ys, xs = np.nonzero(mask)
+                assert ann["bboxes"][t] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                                            ys.max() - ys.min() + 1]
+
+
+def test_every_format_is_written_and_reads_back_the_same_masks(mot_run):
+    code, out = mot_run
+    labels = read_json(out)
+    masks = {(a["video_id"], a["track_id"], t): decode(s) for a in labels["annotations"]
+             for t, s in enumerate(a["segmentations"])}
+    results = read_json(str(out)[:-5] + ".ytvis-results.json")
+    assert len(results) == len(labels["annotations"])
+    for r in results:
+        for t, seg in enumerate(r["segmentations"]):
+            assert isinstance(seg["counts"], str)  # compressed, as loadRes reads
+            np.testing.assert_array_equal(decode(seg), masks[r["video_id"], r["track_id"], t])
+    coco = read_json(str(out)[:-5] + ".coco-video.json")
+    images = {i["id"]: i for i in coco["images"]}
+    assert len(images) == 2 * FRAMES
+    assert len(coco["annotations"]) == len(masks)
+    for ann in coco["annotations"]:
+        image = images[ann["image_id"]]
+        assert ann["attributes"]["track_id"] == ann["track_id"]
+        np.testing.assert_array_equal(decode(ann["segmentation"]), masks[
+            image["video_id"], ann["track_id"], image["frame_index"]])
+    davis = out.parent / "tracks.davis"
+    values = read_json(davis / "tracks.json")
+    from PIL import Image
+
+    for video in labels["videos"]:
+        track_of = {v["value"]: v["track_id"] for v in values[video["name"]]}
+        for t, name in enumerate(video["file_names"]):
+            png = Image.open(davis / (name[:-4] + ".png"))
+            assert png.mode == "P"
+            label = np.asarray(png)
+            assert set(np.unique(label)) <= {0, *track_of}
+            for value, track in track_of.items():  # each pixel is one of the track's pixels
+                assert masks[video["id"], track, t][label == value].all()
+            union = np.any([masks[video["id"], k, t] for k in track_of.values()], axis=0)
+            np.testing.assert_array_equal(label > 0, union)
+
+
+def test_youtube_vis_prompts_give_tracks_with_their_category(root, present_checkpoint, tmp_path,
+                                                             capsys):
+    boxes = [None] * FRAMES
+    boxes[3] = [10, 8, 20, 22]  # XYWH, one box on frame 3
+    prompts = {"videos": [{"id": 4, "file_names": [f"a/{t:05d}.png" for t in range(FRAMES)],
+                           "width": W, "height": H, "length": FRAMES}],
+               "annotations": [{"id": 1, "video_id": 4, "category_id": 9, "track_id": 12,
+                                "iscrowd": 0, "bboxes": boxes,
+                                "segmentations": [None] * FRAMES}],
+               "categories": [{"id": 9, "name": "ball"}]}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    out = tmp_path / "out.json"
+    code, _, err = cli([root / "videos", "--videos", "--ytvis", tmp_path / "prompts.json",
+                        "--out", out, *param_args(present_checkpoint)], capsys)
+    assert code == 0, err
+    data = read_json(out)
+    (ann,) = data["annotations"]
+    assert ann["track_id"] == 12 and ann["video_id"] == 4  # the file's ids kept
+    assert data["categories"] == [{"id": 9, "name": "ball"}] and ann["category_id"] == 9
+    assert all(s is not None and decode(s).any() for s in ann["segmentations"])
+
+
+def test_resume_after_a_sigkill_mid_video_is_byte_identical(root, present_checkpoint, tmp_path,
+                                                            capsys):
+    write_folder(tmp_path / "long" / "v", n=12)
+    (tmp_path / "long.txt").write_text(mot_text({5: {t: (6 + t, 10, 26 + t, 34)
+                                                     for t in range(3, 12)}}))
+    common = [tmp_path / "long" / "v", "--videos", "--mot", tmp_path / "long.txt",
+              *param_args(present_checkpoint), "--checkpoint-every", "2"]
+    whole = tmp_path / "whole.json"
+    code, _, err = cli([*common, "--out", whole], capsys)
+    assert code == 0, err
+    out = tmp_path / "killed.json"
+    checkpoints = tmp_path / "killed.json.checkpoints"
+    proc = run_cli([*common, "--out", out])
+    deadline = time.time() + 120
+    while not any(checkpoints.glob("*.pkl")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()  # still mid-video
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and (tmp_path / "killed.json.parts.jsonl").read_text() == ""
+    again = run_cli([*common, "--out", out])
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert "video v: resumed after" in stderr  # from the checkpoint, not from the start
+    assert out.read_bytes() == whole.read_bytes()
+    assert not checkpoints.exists()
+
+
+def test_bad_videos_are_reported_by_name_and_skipped(present_checkpoint, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    write_folder(videos / "ok", n=3)
+    write_folder(videos / "late", n=3)
+    write_folder(videos / "mixed", n=3, sizes=[(H, W), (H, W), (H // 2, W)])
+    (videos / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    (videos / "empty.avi").write_bytes(b"")
+    mot = tmp_path / "mot"
+    mot.mkdir()
+    for name in ("ok", "late", "mixed", "broken", "empty"):
+        (mot / f"{name}.txt").write_text(mot_text({3: {t: (4, 8, 24, 30) for t in range(3)}}))
+    (mot / "late.txt").write_text(mot_text({3: {t: (4, 8, 24, 30) for t in range(5)}}))
+    out = tmp_path / "out.json"
+    code, _, err = cli([videos, "--videos", "--mot", mot, "--out", out,
+                        *param_args(present_checkpoint)], capsys)
+    assert code == 1
+    bad = ["broken.mp4", "empty.avi", "late", "mixed"]
+    lines = [line for line in err.splitlines() if line.startswith("annotate.py: video ")]
+    assert [line.split()[2].rstrip(":") for line in lines] == bad, err
+    assert "has a prompt on frame 3" in lines[2] and "3 frames" in lines[2]
+    errors = read_json(str(out) + ".errors.json")
+    assert [e["video"] for e in errors] == bad
+    data = read_json(out)
+    assert [v["name"] for v in data["videos"]] == ["ok"]  # the run went on
+    assert data["annotations"][0]["segmentations"][0] is not None

@@ -105,3 +105,8 @@ def run_cli(args, **kwargs) -> subprocess.Popen:
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def use_small_model(size: int = IMAGE_SIZE) -> None:
+    """:func:`small_model_config` for the rest of the process (a Ray worker's setup)."""
+    small_model_config(size).__enter__()
