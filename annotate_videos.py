@@ -20,7 +20,6 @@ from .engine.dataset.video_finish import DEFAULT_FORMAT, finish_videos, output_p
 from .engine.dataset.video_model import VideoConfig, build_annotator, read_prompts
 from .engine.dataset.video_runner import CHECKPOINT_EVERY, VideoJob, run_videos
 from .engine.dataset.video_store import video_store
-from .engine.dataset.video_tracks import VideoInfo  # noqa: F401  (the writers' input type)
 from .engine.dataset.videos import list_videos
 from .engine.parameters import parse_values
 

@@ -15,8 +15,16 @@ Ikomia detector before the task.
 Coordinates: COCO ``bbox`` is XYWH floats of the mask's pixels; boxes given to the engine are
 XYXY pixels (``x2 = x + w``, as the task reads a detection).
 
+Videos (``annotate.py --videos``): :mod:`.videos` (what to annotate, frames read lazily),
+:mod:`.video_prompts` / :mod:`.video_mot` (prompts' files), :mod:`.video_new_tracks` (a
+detector's or seeding's tracks), :mod:`.video_runner` (one video's frame results to its tracks,
+checkpoints, resume; the single-process loop), :mod:`.video_model` (the runner over the loaded
+model and :class:`engine.video.offline.OfflinePropagation`), :mod:`.video_ray` (one video per
+Ray task), :mod:`.video_store` (the per-video store and checkpoints), :mod:`.video_finish` (the
+final files from the store, by :mod:`.video_writers` / :mod:`.video_davis`).
+
 May import: :mod:`engine.model`, :mod:`engine.image`, :mod:`engine.automatic`,
-:mod:`engine.parameters`, :mod:`engine.session`.
+:mod:`engine.parameters`, :mod:`engine.session`, :mod:`engine.video`.
 """
 from .coco_writer import FORMATS, mask_annotations, mask_polygons, write_coco
 from .runner import (AUTOMATIC_CATEGORY, Annotator, annotate_item, errors_path, finish,

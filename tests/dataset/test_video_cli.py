@@ -8,7 +8,6 @@ import json
 import signal
 import time
 
-import cv2
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
