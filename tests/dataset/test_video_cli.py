@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from video_helpers import (FRAMES, H, MOT, W, make_videos, mot_text, param_args, read_json,
-                           run_cli, small_model_config, write_folder)
+from video_helpers import (FRAMES, H, MOT, W, make_videos, model_values, mot_text, param_args,
+                           read_json, run_cli, small_model_config, write_folder)
 from infer_segment_anything_2.annotate import main as annotate_main
 
 
@@ -246,3 +246,64 @@ def test_bad_videos_are_reported_by_name_and_skipped(present_checkpoint, tmp_pat
     data = read_json(out)
     assert [v["name"] for v in data["videos"]] == ["ok"]  # the run went on
     assert data["annotations"][0]["segmentations"][0] is not None
+
+
+def _engine_run(config, out, detect=None):
+    """The single-process run of ``config`` on the helper's videos (no Ikomia detector: a
+    ``detect`` function is given to the engine as the glue gives its detector's)."""
+    from infer_segment_anything_2.engine.dataset.video_finish import finish_videos
+    from infer_segment_anything_2.engine.dataset.video_model import build_annotator
+    from infer_segment_anything_2.engine.dataset.video_runner import VideoJob, run_videos
+    from infer_segment_anything_2.engine.dataset.video_store import video_store
+    from infer_segment_anything_2.engine.dataset.videos import list_videos
+
+    refs = list_videos(config.names[0])
+    with small_model_config(), video_store(str(out)) as store:
+        run_videos([VideoJob(r.name, r) for r in refs], build_annotator(config, detect), store,
+                   str(out), progress=False)
+        finish_videos(str(out), ["ytvis"], [r.name for r in refs], store)
+    return read_json(out)
+
+
+def _config(folder, checkpoint, **kwargs):
+    from infer_segment_anything_2.annotate import WEIGHTS_DIR
+    from infer_segment_anything_2.engine.dataset.video_model import VideoConfig
+
+    values = {**model_values(checkpoint), **kwargs.pop("values", {})}
+    return VideoConfig(tuple(sorted(values.items())), str(WEIGHTS_DIR), (str(folder),),
+                       **kwargs)
+
+
+def test_a_detector_seeing_an_object_from_frame_3_on_gives_it_masks_before(
+        root, present_checkpoint, tmp_path):
+    from infer_segment_anything_2.engine.video.matching import Detections
+
+    calls = []
+
+    def detect(t, image):  # the disc, seen from frame 3 on, class "disc"
+        calls.append(t)
+        if t < 3:
+            return Detections()
+        return Detections(np.array([[5 + 2 * t, 10, 24 + 2 * t, 29]], np.float32), ["disc"],
+                          np.array([0.9], np.float32))
+
+    folder = root / "videos" / "a"
+    data = _engine_run(_config(folder, present_checkpoint, detect_every=1, detector=("fake", ())),
+                       tmp_path / "det.json", detect)
+    assert calls == list(range(FRAMES))  # every frame of the forward pass
+    (ann,) = data["annotations"]  # one track: the later detections matched to it
+    assert ann["track_id"] == 1 and data["categories"][0]["name"] == "disc"
+    for t in range(3):  # tracked backwards from frame 3
+        assert ann["segmentations"][t] is not None and decode(ann["segmentations"][t]).any()
+
+
+def test_automatic_seeding_starts_object_tracks(root, present_checkpoint, tmp_path):
+    folder = root / "videos" / "a"
+    automatic = {"points_per_side": "2", "iou_thresh": "0", "stability_score_thresh": "0"}
+    data = _engine_run(_config(folder, present_checkpoint, seed_every=3, values=automatic),
+                       tmp_path / "seed.json")
+    assert data["annotations"], "seeding started no track"
+    assert [a["track_id"] for a in data["annotations"]] == list(
+        range(1, len(data["annotations"]) + 1))
+    assert [c["name"] for c in data["categories"]] == ["object"]
+    assert any(s is not None and decode(s).any() for s in data["annotations"][0]["segmentations"])
