@@ -120,9 +120,14 @@ def load_checkpoint(path: Path, video: str, print_: str) -> Optional[Dict]:
 
 
 def remove_checkpoint(path: Path) -> None:
-    """Remove a finished video's checkpoint (and the folder once empty)."""
+    """Remove a finished video's checkpoint, a temporary one a killed run left, and the folder
+    once empty."""
+    for old in [path, *path.parent.glob(path.name + ".tmp*")]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
     try:
-        path.unlink()
         path.parent.rmdir()
     except OSError:
         pass

@@ -195,9 +195,9 @@ def test_youtube_vis_prompts_give_tracks_with_their_category(root, present_check
 
 def test_resume_after_a_sigkill_mid_video_is_byte_identical(root, present_checkpoint, tmp_path,
                                                             capsys):
-    write_folder(tmp_path / "long" / "v", n=12)
+    write_folder(tmp_path / "long" / "v", n=8)  # forward 3..7, backward 3..0: 9 results
     (tmp_path / "long.txt").write_text(mot_text({5: {t: (6 + t, 10, 26 + t, 34)
-                                                     for t in range(3, 12)}}))
+                                                     for t in range(3, 8)}}))
     common = [tmp_path / "long" / "v", "--videos", "--mot", tmp_path / "long.txt",
               *param_args(present_checkpoint), "--checkpoint-every", "2"]
     whole = tmp_path / "whole.json"
@@ -291,8 +291,9 @@ def test_a_detector_seeing_an_object_from_frame_3_on_gives_it_masks_before(
     data = _engine_run(_config(folder, present_checkpoint, detect_every=1, detector=("fake", ())),
                        tmp_path / "det.json", detect)
     assert calls == list(range(FRAMES))  # every frame of the forward pass
-    (ann,) = data["annotations"]  # one track: the later detections matched to it
+    ann = data["annotations"][0]  # the track started on frame 3
     assert ann["track_id"] == 1 and data["categories"][0]["name"] == "disc"
+    assert ann["category_id"] == data["categories"][0]["id"]
     for t in range(3):  # tracked backwards from frame 3
         assert ann["segmentations"][t] is not None and decode(ann["segmentations"][t]).any()
 
@@ -300,7 +301,7 @@ def test_a_detector_seeing_an_object_from_frame_3_on_gives_it_masks_before(
 def test_automatic_seeding_starts_object_tracks(root, present_checkpoint, tmp_path):
     folder = root / "videos" / "a"
     automatic = {"points_per_side": "2", "iou_thresh": "0", "stability_score_thresh": "0"}
-    data = _engine_run(_config(folder, present_checkpoint, seed_every=3, values=automatic),
+    data = _engine_run(_config(folder, present_checkpoint, seed_every=FRAMES, values=automatic),
                        tmp_path / "seed.json")
     assert data["annotations"], "seeding started no track"
     assert [a["track_id"] for a in data["annotations"]] == list(

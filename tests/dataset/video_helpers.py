@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-IMAGE_SIZE = 128
+IMAGE_SIZE = 64
 H, W = 48, 64
 FRAMES = 6
 # MOT tracks: id -> {frame (0-based): XYXY box}; 7 starts on frame 2 (tracked backwards too)
@@ -78,10 +78,14 @@ def param_args(checkpoint) -> list:
 
 @contextlib.contextmanager
 def small_model_config(size: int = IMAGE_SIZE):
-    """While active, the plugin builds SAM 2 at ``size`` (its config's ``image_size``)."""
+    """While active, the plugin builds SAM 2 at ``size`` (its config's ``image_size``) and torch
+    runs on one thread (the suite's budget; the runs compared byte for byte use one thread)."""
+    import torch
+
     from infer_segment_anything_2.engine.model import loader
 
-    real = loader.load_config
+    real, threads = loader.load_config, torch.get_num_threads()
+    torch.set_num_threads(1)
 
     def small(spec, apply_postprocessing):
         cfg = real(spec, apply_postprocessing)
@@ -93,6 +97,7 @@ def small_model_config(size: int = IMAGE_SIZE):
         yield
     finally:
         loader.load_config = real
+        torch.set_num_threads(threads)
 
 
 def run_cli(args, **kwargs) -> subprocess.Popen:
