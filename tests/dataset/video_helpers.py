@@ -76,16 +76,12 @@ def param_args(checkpoint) -> list:
     return [a for k, v in model_values(checkpoint).items() for a in ("--param", f"{k}={v}")]
 
 
-@contextlib.contextmanager
-def small_model_config(size: int = IMAGE_SIZE):
-    """While active, the plugin builds SAM 2 at ``size`` (its config's ``image_size``) and torch
-    runs on one thread (the suite's budget; the runs compared byte for byte use one thread)."""
-    import torch
-
+def _small_load_config(size: int):
+    """Patch the plugin's config loading so that SAM 2 is built at ``size``; returns the
+    function that undoes it."""
     from infer_segment_anything_2.engine.model import loader
 
-    real, threads = loader.load_config, torch.get_num_threads()
-    torch.set_num_threads(1)
+    real = loader.load_config
 
     def small(spec, apply_postprocessing):
         cfg = real(spec, apply_postprocessing)
@@ -93,10 +89,22 @@ def small_model_config(size: int = IMAGE_SIZE):
         return cfg
 
     loader.load_config = small
+    return lambda: setattr(loader, "load_config", real)
+
+
+@contextlib.contextmanager
+def small_model_config(size: int = IMAGE_SIZE):
+    """While active, the plugin builds SAM 2 at ``size`` (its config's ``image_size``) and torch
+    runs on one thread (the suite's budget; the runs compared byte for byte use one thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    undo = _small_load_config(size)
     try:
         yield
     finally:
-        loader.load_config = real
+        undo()
         torch.set_num_threads(threads)
 
 
@@ -113,5 +121,5 @@ def read_json(path) -> dict:
 
 
 def use_small_model(size: int = IMAGE_SIZE) -> None:
-    """:func:`small_model_config` for the rest of the process (a Ray worker's setup)."""
-    small_model_config(size).__enter__()
+    """SAM 2 at ``size`` for the rest of the process (a Ray worker's setup)."""
+    _small_load_config(size)
