@@ -15,7 +15,7 @@ if __name__ == "__main__":
     sys.modules[PLUGIN] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sys.modules[PLUGIN])
     sys.path.insert(0, str(HERE))
-    from video_helpers import small_model_config
+    from video_run_helpers import small_model_config
 
     from infer_segment_anything_2.annotate import main
 

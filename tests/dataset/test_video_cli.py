@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from video_helpers import (FRAMES, H, MOT, W, make_videos, model_values, mot_text, param_args,
+from video_run_helpers import (FRAMES, H, MOT, W, make_videos, model_values, mot_text, param_args,
                            read_json, run_cli, small_model_config, write_folder)
 from infer_segment_anything_2.annotate import main as annotate_main
 

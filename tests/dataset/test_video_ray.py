@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-import video_helpers
-from video_helpers import make_videos, model_values, small_model_config, use_small_model
+import video_run_helpers
+from video_run_helpers import make_videos, model_values, small_model_config, use_small_model
 from infer_segment_anything_2.annotate import WEIGHTS_DIR
 from infer_segment_anything_2.engine.dataset.video_finish import finish_videos
 from infer_segment_anything_2.engine.dataset.video_model import VideoConfig, build_annotator
@@ -39,7 +39,7 @@ def run_on_ray(job, name, **kwargs):
     from infer_segment_anything_2.engine.dataset.video_ray import run_videos_ray
     import ray
 
-    ray.cloudpickle.register_pickle_by_value(video_helpers)  # the workers' setup, by value
+    ray.cloudpickle.register_pickle_by_value(video_run_helpers)  # the workers' setup, by value
     root, config, jobs = job
     out = str(root / name)
     with video_store(out) as store:
