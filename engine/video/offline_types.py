@@ -87,6 +87,8 @@ class FrameResult:
         masks: ``(K, H, W)`` bool masks at the frame's size (logits upsampled as Meta's
             predictor does, bilinear, compared with the mask threshold).
         scores: ``(K,)`` float32 object-presence logits (> 0: present).
+        logits: ``(K, 1, h, w)`` float32 low-resolution mask logits (SAM 2's ``S/4`` grid), or
+            None.
     """
 
     index: int
@@ -94,3 +96,4 @@ class FrameResult:
     ids: np.ndarray
     masks: np.ndarray
     scores: np.ndarray
+    logits: Optional[np.ndarray] = None

@@ -247,16 +247,19 @@ class VideoTracker:
 
     def _step(self, staged: StagedFrame, tracks: List[ObjectTrack], init: bool,
               points: Optional[dict] = None, mask_inputs: Optional[torch.Tensor] = None,
-              prev: Optional[torch.Tensor] = None) -> List[dict]:
-        """One ``track_step`` for a batch of objects (no memory encoder); each object's output
-        with its hole-filled logits and the model's high-resolution mask."""
+              prev: Optional[torch.Tensor] = None, reverse: bool = False) -> List[dict]:
+        """One ``track_step`` for a batch of objects (no memory encoder) at frame
+        ``staged.index``; each object's output with its hole-filled logits and the model's
+        high-resolution mask. ``reverse``: tracking in reverse time order (Meta's
+        ``track_in_reverse``: memories read from the following frames), for the offline
+        propagation."""
         feats, pos, sizes = self.features(staged, len(tracks))
         with self.choice.compute():
             out = self.model.track_step(
                 frame_idx=staged.index, is_init_cond_frame=init, current_vision_feats=feats,
                 current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=points,
                 mask_inputs=mask_inputs, output_dict=memory.stacked_memory(tracks),
-                num_frames=self.num_frames, track_in_reverse=False, run_mem_encoder=False,
+                num_frames=self.num_frames, track_in_reverse=reverse, run_mem_encoder=False,
                 prev_sam_mask_logits=prev)
         pred = out["pred_masks"]
         if self.fill_hole_area > 0:
