@@ -13,10 +13,11 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt requirements-ray.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-ray.txt requirements-test-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-test-nodeps.txt
 	touch $@
 
 # Ikomia finds plugins in ~/Ikomia/Plugins/Python/<name>: link this checkout there.

@@ -86,6 +86,8 @@ def write_davis(out: str, videos: Annotated,
     frames = 0
     for _, info, tracks in numbered(videos):
         check_davis(info.name, len(tracks))
+        if PurePath(info.name).is_absolute() or ".." in PurePath(info.name).parts:
+            raise VideoError(info.name, "a DAVIS folder is named by the video's relative path")
         folder = root / PurePath(info.name)
         folder.mkdir(parents=True, exist_ok=True)
         for index, file_name in enumerate(info.file_names):

@@ -5,7 +5,8 @@ frames (``CAP_PROP_FRAME_COUNT`` is an estimate for many containers) and keeping
 decoded frame (4 bytes a frame). A later read that seeks (``CAP_PROP_POS_FRAMES``, used to go
 back or to jump far ahead) is checked against those CRCs, frame by frame; where a seek lands
 elsewhere the file is read again sequentially from its start (and seeks are not trusted for it
-any more), so frame ``i`` is always the image that sequential decoding gives.
+any more: going back then decodes from the start again, once per block of a descending run),
+so frame ``i`` is always the image that sequential decoding gives (equal CRC-32).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .videos import VideoError, VideoRef, check_indices
+from .videos import Closing, VideoError, VideoRef, check_indices
 
 BLOCK = 32  # a descending run is decoded in ascending blocks of this many frames
 SKIP = 64  # a forward jump of at most this many frames decodes through instead of seeking
@@ -31,7 +32,7 @@ def _crc(frame: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(frame))
 
 
-class VideoFile:
+class VideoFile(Closing):
     """A video file as a :class:`~engine.video.offline_types.FrameSource` (``names``:
     ``000000.jpg``, ``000001.jpg``, ...); see the module docstring for how reads stay exact.
 
@@ -103,12 +104,14 @@ class VideoFile:
             self.seeks += 1
             self._seeked = True
             self._pos = index
+        elif index < self._pos:
+            self._restart(index)
         else:
-            self._restart(index) if index < self._pos else self._forward(index)
+            self._forward(index)
 
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` as decoded BGR, equal (CRC) to sequential decoding's."""
-        if self._pos != index:
+        if self._cap is None or self._pos != index:
             self._position(index)
         ok, frame = self._cap.read()
         good = ok and _crc(frame) == self._crcs[index]

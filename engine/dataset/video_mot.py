@@ -87,7 +87,7 @@ def _files(path: str, video_names: Sequence[str]) -> Tuple[Dict[str, Path], List
                     break
         used = {p.resolve() for p in found.values()}
         spare = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*.txt"))
-                 if p.resolve() not in used and p.name != "seqinfo.txt"]
+                 if p.resolve() not in used]
         return found, spare
     if root.is_file():
         name = name_matcher(video_names)(root.stem)

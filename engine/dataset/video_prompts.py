@@ -45,7 +45,7 @@ class VideoPrompts:
     Attributes:
         tracks: video name -> its tracks' prompts (a video absent from the file has no entry;
             a YouTube-VIS file's masks are decoded on each lookup).
-        categories: COCO-style ``[{"id", "name"}]``, the file's ids kept.
+        categories: COCO-style ``[{"id", "name"[, "supercategory"]}]``, the file's ids kept.
         track_categories: video name -> track id -> category id.
         video_ids: video name -> the file's video id (YouTube-VIS; empty for MOT).
         unmatched: the file's videos that match no video of the run.
@@ -163,6 +163,9 @@ class LazyTracks(Mapping):
             raise KeyError(name)
         return self._build(name)
 
+    def __contains__(self, name: object) -> bool:  # without building the video's prompts
+        return name in self._names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
@@ -258,7 +261,8 @@ def read_ytvis_prompts(path: str, video_names: Sequence[str], prompt_every: Opti
         except ValueError as e:
             raise VideoError(name, f"--ytvis: {e}") from None
 
-    categories = [{"id": int(c["id"]), "name": str(c["name"])}
+    categories = [{"id": int(c["id"]), "name": str(c["name"]),
+                   **({"supercategory": c["supercategory"]} if "supercategory" in c else {})}
                   for c in data.get("categories", [])]
     known = {c["id"] for c in categories}
     for cid in sorted({c for t in track_categories.values() for c in t.values()} - known):

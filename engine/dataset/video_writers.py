@@ -72,7 +72,8 @@ class CategoryIds:
     """Category name -> id: the given categories (ids kept), new names get the next ids."""
 
     def __init__(self, categories: Optional[Sequence[Dict]] = None):
-        self.categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in categories or []]
+        self.categories = [{**c, "id": int(c["id"]), "name": str(c["name"])}
+                           for c in categories or []]
         self._ids = {c["name"]: c["id"] for c in self.categories}
 
     def __call__(self, name: str) -> int:

@@ -136,7 +136,20 @@ def check_indices(indices: Sequence[int], length: int) -> int:
     return step
 
 
-class FrameFolder:
+class Closing:
+    """``with open_video(ref) as source:`` closes the source at the end."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FrameFolder(Closing):
     """A folder of frames as a :class:`~engine.video.offline_types.FrameSource` (``names``: the
     image file names; each frame read from its file when iterated, in the order asked)."""
 
@@ -187,9 +200,6 @@ class FrameFolder:
                 raise VideoError(self.name, f"frame {i} ({self.names[i]}) is {image.shape[0]}x"
                                  f"{image.shape[1]}, the video {self.hw[0]}x{self.hw[1]} (HxW)")
             yield int(i), image
-
-    def close(self) -> None:
-        pass
 
 
 def open_video(ref: VideoRef) -> "FrameSource":
