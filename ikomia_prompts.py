@@ -3,6 +3,9 @@
 Objects are numbered in this order: graphics boxes (drawing order), ``input_box``, then the
 detections (the detector's order). Each box gets a name: a detection's class label, a graphics
 rectangle's category when one is set, else ``object i`` (i = the object's number, from 1).
+Boxes and points with NaN or infinite coordinates (a detector's bad box, and the rectangle Ikomia
+draws for it on the graphics input) are left out, with one message per kind in
+:attr:`NamedPrompt.skipped` that the task logs as a warning.
 """
 from __future__ import annotations
 
@@ -32,12 +35,14 @@ class NamedPrompt:
         box_names: one per box of ``prompt``: a class name, or "" for an unnamed box.
         box_confidences: one per box: the detector's confidence, or None when not a detection.
         detections_connected: a detection input is connected (or was set by ``set_input``).
+        skipped: what was left out, one message per kind (the task logs them as warnings).
     """
 
     prompt: Prompt = field(default_factory=Prompt)
     box_names: List[str] = field(default_factory=list)
     box_confidences: List[Optional[float]] = field(default_factory=list)
     detections_connected: bool = False
+    skipped: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.prompt.boxes)  # boxes given without names: unnamed, not detections
@@ -48,7 +53,8 @@ class NamedPrompt:
         """``self``'s prompts and boxes first, then ``other``'s."""
         return NamedPrompt(self.prompt.merged(other.prompt), self.box_names + other.box_names,
                            self.box_confidences + other.box_confidences,
-                           self.detections_connected or other.detections_connected)
+                           self.detections_connected or other.detections_connected,
+                           self.skipped + other.skipped)
 
     def object_names(self, default: bool = True) -> List[str]:
         """One name per object of the prompt (see the module docstring); with ``default``
@@ -75,7 +81,8 @@ def point_category(category: str) -> Tuple[int, Optional[int]]:
 
 def detections_prompt(detections, own_input) -> NamedPrompt:
     """Box prompts from a ``CObjectDetectionIO``: one object per detection, XYXY from its
-    ``x, y, w, h`` box, named by its label, with its confidence.
+    ``x, y, w, h`` box, named by its label, with its confidence; a box with NaN or infinite
+    values is left out (one message in ``skipped``).
 
     ``own_input`` is the input object the task made: any other object there means a detector is
     connected (Ikomia puts the upstream output in its place), even when it found nothing.
@@ -84,16 +91,20 @@ def detections_prompt(detections, own_input) -> NamedPrompt:
         return NamedPrompt()
     connected = detections is not own_input
     objects = detections.get_objects() if detections.is_data_available() else []
-    boxes = normalize_boxes([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)],
+    good = [o for o in objects if _finite(o.box)]
+    skipped = [f"{len(objects) - len(good)} detection(s) with NaN or infinite coordinates: "
+               f"skipped"] if len(good) < len(objects) else []
+    boxes = normalize_boxes([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in good)],
                             "detections", allow_flat=True)
-    return NamedPrompt(Prompt(boxes=boxes), [o.label for o in objects],
-                       [float(o.confidence) for o in objects], connected or bool(len(objects)))
+    return NamedPrompt(Prompt(boxes=boxes), [o.label for o in good],
+                       [float(o.confidence) for o in good], connected or bool(len(objects)),
+                       skipped)
 
 
 def video_detections(detections, own_input) -> Tuple[List[List[float]], List[str], List[float]]:
-    """A ``CObjectDetectionIO``'s detections as they are (video mode checks them itself and
-    skips bad boxes with a warning): continuous XYXY boxes from ``x, y, w, h``, class names,
-    confidences."""
+    """A ``CObjectDetectionIO``'s detections as they are, bad boxes included (video mode checks
+    them itself and skips bad boxes with a warning; the graphics input's copies of them are
+    recognised by these): continuous XYXY boxes from ``x, y, w, h``, class names, confidences."""
     if detections is None or not detections.is_data_available():
         return [], [], []
     objects = detections.get_objects()
@@ -106,13 +117,19 @@ def graphics_prompt(graphics, skip: Optional[NamedPrompt] = None) -> NamedPrompt
     """Prompts drawn in Studio (see the README): points (category ``background`` = negative,
     ``object N`` / ``background N`` = group N), rectangles, and the bounding box of ellipses and
     polygons. Rectangles that repeat a box of ``skip`` with its name (what Ikomia draws for a
-    detector's output when it connects it to the graphics input too) are left out."""
+    detector's output when it connects it to the graphics input too, NaN where the detection
+    has NaN) are left out; other items with NaN or infinite coordinates are left out with one
+    message in ``skipped``."""
     if graphics is None or not graphics.is_data_available():
         return NamedPrompt()
     points, labels, numbers, boxes, names = [], [], [], [], []
+    bad = 0
     for item in graphics.get_items():
         kind = item.get_type()
         if kind == core.GraphicsItem.POINT:
+            if not _finite([item.point.x, item.point.y]):
+                bad += 1
+                continue
             label, number = point_category(item.get_category())
             points.append([item.point.x, item.point.y])
             labels.append(label)
@@ -134,17 +151,29 @@ def graphics_prompt(graphics, skip: Optional[NamedPrompt] = None) -> NamedPrompt
         name = "" if name.lower() in UNNAMED else name
         if kind == core.GraphicsItem.RECTANGLE and skip is not None and _repeats(box, name, skip):
             continue
+        if not _finite(box):
+            bad += 1
+            continue
         boxes.append(box)
         names.append(name)
     groups = _group_indices(numbers)
-    return NamedPrompt(make_prompt(points, labels, boxes, groups), names)
+    skipped = [f"{bad} graphics item(s) with NaN or infinite coordinates: skipped"] if bad else []
+    return NamedPrompt(make_prompt(points, labels, boxes, groups), names, skipped=skipped)
+
+
+def _finite(values) -> bool:
+    return bool(np.isfinite(np.asarray(values, np.float64)).all())
 
 
 def _repeats(box: List[float], name: str, other: NamedPrompt) -> bool:
-    """True when ``other`` has a box equal to ``box`` (to 1e-3 pixel) with the name ``name``."""
+    """True when ``other`` has a box equal to ``box`` (to 1e-3 pixel, NaN where it has NaN)
+    with the name ``name``."""
     if not len(other.prompt.boxes):
         return False
-    same = np.all(np.abs(other.prompt.boxes - np.asarray(box, np.float32)) <= 1e-3, axis=1)
+    theirs, ours = other.prompt.boxes, np.asarray(box, np.float32)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(theirs - ours) <= 1e-3
+    same = np.all(close | (np.isnan(theirs) & np.isnan(ours)), axis=1)
     return any(s and n == name for s, n in zip(same, other.box_names))
 
 

@@ -112,21 +112,20 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
     def _prompts(self, values: Dict) -> NamedPrompt:
         """Graphics (input 1), then the prompt parameters, then the detections (input 2); in
         video mode without the detections, which are matched to the objects instead
-        (:meth:`_video_detections`)."""
-        if values["video_tracking"]:  # only to recognise their rectangles in the graphics
-            boxes, classes, _ = video_detections(self.get_input(DETECTIONS_INPUT),
-                                                 self._own_detections)
-            detections = NamedPrompt(Prompt(boxes=np.asarray(boxes, np.float32).reshape(-1, 4)),
-                                     classes)
-        else:
-            detections = detections_prompt(self.get_input(DETECTIONS_INPUT),
-                                           self._own_detections)
-        drawn = graphics_prompt(self.get_input(1), skip=detections)
+        (:meth:`_segment`). Left out, with a message in ``skipped``: detections and graphics
+        with NaN or infinite coordinates (the detector's rectangles on the graphics silently)."""
+        # the detections as they are, bad ones included: to recognise their rectangles in the
+        # graphics (which Ikomia draws there when it connects a detector)
+        boxes, classes, _ = video_detections(self.get_input(DETECTIONS_INPUT),
+                                             self._own_detections)
+        drawn = graphics_prompt(self.get_input(1), skip=NamedPrompt(
+            Prompt(boxes=np.asarray(boxes, np.float32).reshape(-1, 4)), classes))
         typed = NamedPrompt(parse_prompt(values["input_point"], values["input_point_label"],
                                          values["input_box"]))
         named = drawn.merged(typed)
         if not values["video_tracking"]:
-            named = named.merged(detections)
+            named = named.merged(detections_prompt(self.get_input(DETECTIONS_INPUT),
+                                                   self._own_detections))
         named.prompt.check_objects()
         return named
 
@@ -212,6 +211,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         values = self.get_param_object().parsed()
         image = to_rgb_uint8(self.get_input(0).get_image())
         named = self._prompts(values)
+        for message in named.skipped:
+            logger.warning("infer_segment_anything_2: %s", message)
         video = values["video_tracking"]
         automatic = not video and named.prompt.is_empty and not named.detections_connected
         if not video:  # a run outside video mode ends the video

@@ -199,8 +199,9 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
               "Re-apply the detections matched to objects as box prompts every N frames (for "
               "tracks that drift). 0 = never: the memory tracks them.", minimum=0, maximum=10**6),
     ParamSpec("video_match_iou", "float", 0.3, _V,
-              "Box IoU a detection needs with an object's mask box to be that object (else it "
-              "starts a new object).", minimum=0, maximum=1),
+              "Box IoU a detection needs with an object's mask box, or with the box of the "
+              "detection last matched to it, to be that object (else it starts a new object).",
+              minimum=0, maximum=1),
     ParamSpec("video_max_objects", "int", 32, _V,
               "Objects of a video at most; new ones past it are not started (one warning per "
               "video).", minimum=1, maximum=1000),

@@ -27,6 +27,11 @@ PLUGINS_DIR = _HOME / "Ikomia" / "Plugins" / "Python"
 PLUGINS_DIR.mkdir(parents=True)
 (PLUGINS_DIR / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
 sys.path.insert(0, str(PLUGINS_DIR))
+# Imported now, from the link: in a checkout whose folder name is not a Python name
+# ("wt-defects", GitHub's "infer_segment_anything_2-main"), pytest later puts the checkout itself
+# first on sys.path (its __init__.py makes it a package root), where the module
+# infer_segment_anything_2.py would shadow the package.
+import infer_segment_anything_2  # noqa: E402,F401
 
 import socket  # noqa: E402
 

@@ -11,9 +11,10 @@ The rules are video mode's (:mod:`engine.video.session`, README "Video tracking"
 
 * :class:`DetectorTracks`: on frames 0, N, 2N, ... the detector's detections (bad boxes left out
   with a warning, :func:`engine.video.matching.clean_detections`) are matched one to one to the
-  tracks (:func:`engine.video.matching.match`: box IoU with the track's mask on this frame, or
-  its last detection box, classes agreeing); each unmatched detection starts a track from its box,
-  its category the detection's class.
+  tracks (:func:`engine.video.matching.match`: the best of the box IoU with the track's mask box
+  on this frame, its last mask box when it is absent, and with the box of the detection it was
+  last matched to or started from; classes agreeing); each unmatched detection starts a track
+  from its box, its category the detection's class.
 * :class:`SeedTracks`: on frames 0, N, 2N, ... each automatic mask less than half covered by the
   tracked masks (and the masks accepted before it, :func:`engine.video.seeding.new_seeds`) starts
   a track from the mask, category ``object``.
@@ -114,6 +115,8 @@ class DetectorTracks(_NewTracks):
         categories: track id -> the class of the detection that started it.
         last_boxes: track id -> ``(4,)`` float32 box of its last detection (the one that
             started it, or the last one matched to it).
+        mask_boxes: track id -> ``(4,)`` float32 box of its last non-empty mask on a forward
+            frame (video mode's box of an object when it is absent).
     """
 
     def __init__(self, detect: Detect, every: int, match_iou: float, max_tracks: int,
@@ -121,9 +124,14 @@ class DetectorTracks(_NewTracks):
         super().__init__(every, max_tracks, first_id)
         self.detect, self.match_iou = detect, float(match_iou)
         self.last_boxes: Dict[int, np.ndarray] = {}
+        self.mask_boxes: Dict[int, np.ndarray] = {}
 
     def __call__(self, frame_index: int, image: np.ndarray,
                  tracked: FrameResult) -> Dict[int, TrackPrompt]:
+        ids = [int(i) for i in tracked.ids]
+        for i, m in zip(ids, tracked.masks):  # every frame: the box of an absent track
+            if m.any():
+                self.mask_boxes[i] = mask_box(m)
         if not self._due(frame_index):
             return {}
         found = self.detect(frame_index, image)
@@ -131,9 +139,9 @@ class DetectorTracks(_NewTracks):
                                           image.shape[:2])
         for problem in problems:
             logger.warning("frame %d: %s", frame_index, problem)
-        ids = [int(i) for i in tracked.ids]
-        pairs = match(dets, self._object_boxes(ids, tracked.masks),
-                      [self.categories.get(i, "") for i in ids], self.match_iou)
+        pairs = match(dets, self._boxes(self.mask_boxes, ids),
+                      [self.categories.get(i, "") for i in ids], self.match_iou,
+                      self._boxes(self.last_boxes, ids))
         started: Dict[int, TrackPrompt] = {}
         for d in range(len(dets)):
             box = dets.boxes[d].copy()
@@ -146,22 +154,29 @@ class DetectorTracks(_NewTracks):
                 started[tid] = TrackPrompt(frame=frame_index, box=box)
         return started
 
-    def _object_boxes(self, ids: List[int], masks: np.ndarray) -> np.ndarray:
-        """``(K, 4)`` float32: each track's mask box on this frame, its last detection box when
-        the mask is empty (NaN when it has neither: it matches nothing)."""
+    @staticmethod
+    def _boxes(boxes: Dict[int, np.ndarray], ids: List[int]) -> np.ndarray:
+        """``(K, 4)`` float32 boxes of ``ids`` (NaN for a track without one: IoU 0)."""
         nan = np.full(4, np.nan, np.float32)
-        boxes = [mask_box(m) if m.any() else self.last_boxes.get(i, nan)
-                 for i, m in zip(ids, masks)]
-        return np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+        return np.array([boxes.get(i, nan) for i in ids], np.float32).reshape(-1, 4)
 
     def state(self) -> Dict[str, Any]:
         # float32 -> Python float -> float32 is exact: a resumed run matches bit for bit
-        return {**super().state(),
-                "last_boxes": [[tid, [float(v) for v in b]] for tid, b in self.last_boxes.items()]}
+        return {**super().state(), "last_boxes": _boxes_state(self.last_boxes),
+                "mask_boxes": _boxes_state(self.mask_boxes)}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
-        self.last_boxes = {int(tid): np.asarray(b, np.float32) for tid, b in state["last_boxes"]}
+        self.last_boxes = _boxes_of(state["last_boxes"])
+        self.mask_boxes = _boxes_of(state["mask_boxes"])
+
+
+def _boxes_state(boxes: Dict[int, np.ndarray]) -> List:
+    return [[tid, [float(v) for v in b]] for tid, b in boxes.items()]
+
+
+def _boxes_of(state: List) -> Dict[int, np.ndarray]:
+    return {int(tid): np.asarray(b, np.float32) for tid, b in state}
 
 
 class SeedTracks(_NewTracks):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -90,13 +90,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match(detections: Detections, object_boxes: np.ndarray, object_classes: Sequence[str],
-          min_iou: float) -> Dict[int, int]:
-    """Detection index -> object index, one to one, greedily by decreasing box IoU (the most
-    overlapping pair first), pairs with IoU at least ``min_iou`` (and above 0) only. A pair is
-    allowed only when the classes agree or either side has none."""
+          min_iou: float, detection_boxes: Optional[np.ndarray] = None) -> Dict[int, int]:
+    """Detection index -> object index, one to one, greedily by decreasing score (the best pair
+    first), pairs with a score at least ``min_iou`` (and above 0) only. A pair is allowed only
+    when the classes agree or either side has none.
+
+    ``object_boxes``: ``(K, 4)`` each object's box on this frame (its mask's); with
+    ``detection_boxes`` (``(K, 4)``, the box of the detection each object was last matched to or
+    started from, NaN for none) the score of a pair is the larger of the detection's IoU with
+    the two boxes (as IoU trackers and SORT match on the last detection), so that an object
+    whose mask does not fit its detection still matches the same box on the next frame.
+    """
     if not len(detections) or not len(object_boxes):
         return {}
     iou = box_iou(detections.boxes, object_boxes)
+    if detection_boxes is not None:
+        iou = np.maximum(iou, box_iou(detections.boxes, detection_boxes))
     for d, dc in enumerate(detections.classes):
         for k, oc in enumerate(object_classes):
             if dc and oc and dc != oc:

@@ -25,7 +25,10 @@ class ObjectTrack:
         cond: prompted frames' outputs by frame index (Meta's conditioning frames).
         recent: tracked frames' outputs, the last few only (those the model can still read).
         last_seen: the last frame index where the object was present (object score > 0).
-        box: its last box seen, inclusive XYXY pixels of the frame (None before it is seen).
+        box: its last mask's box seen, continuous XYXY pixels of the frame (None before it is
+            seen).
+        detection_box: the box of the detection it was last matched to or started from,
+            continuous XYXY pixels (None when no detection was ever matched to it).
         name: its display name; ``cls``: its class when it came from a detection ("" if not).
     """
 
@@ -33,6 +36,7 @@ class ObjectTrack:
     recent: Dict[int, dict] = field(default_factory=dict)
     last_seen: int = -1
     box: Optional[np.ndarray] = None
+    detection_box: Optional[np.ndarray] = None
     name: str = ""
     cls: str = ""
 

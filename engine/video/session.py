@@ -13,8 +13,9 @@ The rules (documented in the README):
   (decoded with the object's memory and its tracked mask); an unchanged one is not applied
   again; a removed one leaves its object tracked.
 * **Detections are matched, not numbered** (:mod:`engine.video.matching`): each frame's
-  detections are matched one to one to the objects by box IoU with the object's mask on this
-  frame (its last box seen when it is absent), classes agreeing. A matched detection is its
+  detections are matched one to one to the objects by box IoU, the best of the IoU with the
+  object's mask box on this frame (its last box seen when it is absent) and with the box of the
+  detection it was last matched to or started from, classes agreeing. A matched detection is its
   object (tracked by memory, not re-prompted, unless ``reapply_every`` says so); an unmatched
   one starts a new object from its box, named by its class.
 * **Track everything** (``seed_every`` > 0): on frame 0 and every ``seed_every`` frames the
@@ -175,6 +176,7 @@ class VideoSession:
         tracked = upsampled_masks(logits, hw, mask_threshold) if dets is not None or seeding \
             else None
         classes: Dict[int, str] = {}
+        detected: Dict[int, np.ndarray] = {}  # object id -> the detection box it matched now
         if dets is not None:
             # the objects: tracked ones (their mask's box, or their last box when absent) and
             # those a prompt starts on this frame (their box; none for points)
@@ -182,12 +184,15 @@ class VideoSession:
             boxes = [mask_box(m) if m.any() else _last_box(tracker, i)
                      for i, m in zip(ids, tracked)] + [_prompt_box(changes[i]) for i in fresh]
             classes_now = [tracker.objects[i].cls for i in ids] + [""] * len(fresh)
+            last = [_last_detection_box(tracker, i) for i in ids] + [_NO_BOX] * len(fresh)
             pairs = match(dets, np.stack(boxes) if boxes else np.zeros((0, 4)), classes_now,
-                          options.match_iou)
+                          options.match_iou, np.stack(last) if last else None)
+            objects_now = [int(i) for i in ids] + fresh
             reapply = options.reapply_every > 0 and t % options.reapply_every == 0
             for d in range(len(dets)):
                 if d in pairs:
                     k = pairs[d]
+                    detected[objects_now[k]] = dets.boxes[d]
                     if reapply and k < len(ids) and ids[k] not in changes:
                         changes[ids[k]] = dets.box_prompt(d)
                     continue
@@ -195,6 +200,7 @@ class VideoSession:
                 if oid is not None:
                     changes[oid] = dets.box_prompt(d)
                     classes[oid] = dets.classes[d]
+                    detected[oid] = dets.boxes[d]
         masks: Dict[int, np.ndarray] = {}
         if seeding:
             covered = tracked.any(axis=0) if len(tracked) else np.zeros(hw, bool)
@@ -210,6 +216,8 @@ class VideoSession:
         frame = tracker.finish(staged, changes, masks, should_stop)
         for oid, cls in classes.items():
             tracker.objects[oid].cls = cls
+        for oid, box in detected.items():
+            tracker.objects[oid].detection_box = box
         out = upsampled_masks(frame.logits, hw, mask_threshold)
         for oid, m in zip(frame.ids.tolist(), out):
             if m.any():
@@ -229,9 +237,17 @@ class VideoSession:
                                        object_index=self.ids.astype(np.int32))
 
 
+_NO_BOX = np.full(4, np.nan, np.float32)  # an object with no box (IoU 0 with any box)
+
+
 def _last_box(tracker: VideoTracker, oid: int) -> np.ndarray:
     box = tracker.objects[oid].box
-    return np.full(4, np.nan, np.float32) if box is None else box
+    return _NO_BOX if box is None else box
+
+
+def _last_detection_box(tracker: VideoTracker, oid: int) -> np.ndarray:
+    box = tracker.objects[oid].detection_box
+    return _NO_BOX if box is None else box
 
 
 def _prompt_box(prompt: ObjectPrompt) -> np.ndarray:

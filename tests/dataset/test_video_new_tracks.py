@@ -104,16 +104,35 @@ def test_detections_start_tracks_once_every_n_frames():
     assert tracks.next_id == 7
 
 
-def test_an_absent_track_matches_by_its_last_detection_box():
-    """The car's mask is empty from frame 2 on (SAM 2 lost it): its detection on frame 3 matches
-    its last detection box (frame 0's, IoU 0.67), and starts no second car."""
-    def lost(t, tid, mask):
-        return np.zeros_like(mask) if t >= 2 else mask
+def _blob(t, tid, mask):  # a poor mask in a corner: matched by the last detection box
+    out = np.zeros_like(mask)
+    out[:5, :5] = True
+    return out
 
+
+def test_a_wrong_mask_matches_by_its_last_detection_box():
+    """The car's mask is a blob in a corner (SAM 2's poor mask): its detection on frames 3, 6, 9
+    matches the box of its last detection (IoU 0.67), as video mode's rule: no second car."""
     tracks = DetectorTracks(FakeDetector(), every=3, match_iou=0.3, max_tracks=8)
-    run = StandInPropagation(tracks, wrong=lost).run(range(4))
-    assert {t: list(new) for t, new in run.items() if new} == {0: [0]}
-    np.testing.assert_array_equal(tracks.last_boxes[0], world_boxes(3)["car"])
+    run = StandInPropagation(tracks, wrong=_blob).run(range(10))
+    assert {t: sorted(new) for t, new in run.items() if new} == {0: [0], 6: [1]}
+    np.testing.assert_array_equal(tracks.last_boxes[0], world_boxes(9)["car"])
+
+
+@pytest.mark.parametrize("lost_from", [None, 4])
+def test_a_mask_box_matches_and_an_absent_track_its_last_mask_box(lost_from):
+    """Detections 6 frames apart with ``match_iou`` 0.5: the car's last detection box is too far
+    (IoU 0.43); its mask box on frame 6 matches (IoU 1), or, when SAM 2 lost it from frame 4,
+    its last mask box (frame 3's, IoU 0.67)."""
+    def lost(t, tid, mask):
+        return np.zeros_like(mask) if lost_from is not None and t >= lost_from else mask
+
+    tracks = DetectorTracks(FakeDetector(), every=6, match_iou=0.5, max_tracks=8)
+    run = StandInPropagation(tracks, wrong=lost).run(range(7))
+    assert {t: sorted(new) for t, new in run.items() if new} == {0: [0], 6: [1]}
+    assert tracks.categories == {0: "car", 1: "dog"}
+    last_mask = world_boxes(6 if lost_from is None else lost_from - 1)["car"]
+    np.testing.assert_array_equal(tracks.mask_boxes[0], last_mask)
 
 
 def test_classes_must_agree_and_bad_boxes_are_skipped(caplog):
@@ -165,22 +184,29 @@ def _same(a: Dict[int, Dict[int, TrackPrompt]], b: Dict[int, Dict[int, TrackProm
                     assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
 
 
-def test_detector_state_round_trip_continues_bit_identically():
-    def make():
-        return DetectorTracks(FakeDetector(), every=2, match_iou=0.3, max_tracks=8)
+def _lost_from_4(t, tid, mask):  # absent from frame 4: matched by the last mask box
+    return np.zeros_like(mask) if t >= 4 else mask
 
-    def lost(t, tid, mask):  # the car lost on frame 6, after the cut: matched by its last box
-        return np.zeros_like(mask) if t == 6 else mask
+
+@pytest.mark.parametrize("every, match_iou, wrong", [(2, 0.3, _blob), (6, 0.5, _lost_from_4)])
+def test_detector_state_round_trip_continues_bit_identically(every, match_iou, wrong):
+    """Pickled after frame 4 and loaded into a new source: the same tracks on frames 5..11,
+    where the car matches by a box remembered before the cut."""
+    def make():
+        return DetectorTracks(FakeDetector(), every=every, match_iou=match_iou, max_tracks=8)
 
     frames = list(range(12))
-    whole, part, resumed = _resumed(make, frames, 5, lost)
+    whole, part, resumed = _resumed(make, frames, 5, wrong)
     _same(whole, part)
     assert sum(len(n) for n in whole.values()) == 2  # the car and the dog, once each
     ref = make()
-    StandInPropagation(ref, lost).run(frames)
+    StandInPropagation(ref, wrong).run(frames)
     assert resumed.categories == ref.categories and resumed.next_id == ref.next_id
-    for tid, box in ref.last_boxes.items():
-        assert resumed.last_boxes[tid].tobytes() == box.tobytes()
+    for mine, theirs in ((resumed.last_boxes, ref.last_boxes), (resumed.mask_boxes,
+                                                               ref.mask_boxes)):
+        assert mine.keys() == theirs.keys()
+        for tid, box in theirs.items():
+            assert mine[tid].tobytes() == box.tobytes()
 
 
 def fake_generate(image: np.ndarray) -> np.ndarray:
@@ -258,3 +284,58 @@ def test_bad_arguments_are_refused(bad):
     args.update(bad)
     with pytest.raises(ValueError, match=next(iter(bad))):
         SeedTracks(fake_generate, **args)
+
+
+# ---------------------------------------------------------------------------------------------
+# With the real OfflinePropagation: a small random-weight model whose objects are scored present
+# ---------------------------------------------------------------------------------------------
+N = 10
+SQUARE_FROM = 6
+
+
+def disc_box(t):  # the disc of tests/clips.py's frame t (continuous XYXY)
+    from clips import H as CH, W as CW
+
+    x = int(CW * 0.28) + 6 * t
+    return np.array([x - 24, CH // 2 - 24, x + 24, CH // 2 + 24], np.float32)
+
+
+def square_box(t):
+    from clips import W as CW
+
+    return np.array([CW - 50, 10 + 5 * t, CW - 19, 41 + 5 * t], np.float32)
+
+
+class ClipFrames:
+    """tests/clips.py's clip as a FrameSource (frames drawn when iterated)."""
+
+    def __init__(self, n=N):
+        from clips import H as CH, W as CW
+
+        self.hw, self.names, self.n = (CH, CW), [f"{t:05d}.png" for t in range(n)], n
+
+    def __len__(self):
+        return self.n
+
+    def iterate(self, indices):
+        from clips import clip_frame
+
+        for t in indices:
+            yield int(t), clip_frame(int(t))
+
+
+def clip_detector(t, image):
+    """Sees the disc on every frame and the square from frame 6 on."""
+    boxes = [disc_box(t)] + ([square_box(t)] if t >= SQUARE_FROM else [])
+    classes = ["disc", "square"][:len(boxes)]
+    return Detections(np.array(boxes, np.float32), classes, np.full(len(boxes), 0.9, np.float32))
+
+
+def final_masks(results):
+    """(track, frame) -> the last mask, and the passes each (track, frame) was yielded in."""
+    out, passes = {}, {}
+    for r in results:
+        for k, i in enumerate(r.ids.tolist()):
+            out[i, r.index] = r.masks[k]
+            passes.setdefault((i, r.index), []).append(r.reverse)
+    return out, passes

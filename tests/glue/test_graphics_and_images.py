@@ -88,6 +88,34 @@ def test_graphics_and_parameters_are_combined(task, image, reference):
         assert iou(ours, theirs) > 0.999
 
 
+@pytest.mark.parametrize("video", [False, True])
+def test_graphics_with_nan_or_inf_are_skipped_with_one_warning(task, image, reference, video,
+                                                               caplog):
+    """A rectangle with a NaN corner and a point at infinity among good items: the run uses the
+    good ones and logs one warning (these used to fail the run), in image and video mode."""
+    import logging
+
+    from ikomia import core
+
+    good = core.CGraphicsRectangle(40.0, 30.0, 160.0, 120.0)
+    items = [core.CGraphicsRectangle(float("nan"), 30.0, 160.0, 120.0), good,
+             core.CGraphicsPoint(core.CPointF(float("inf"), 80.0))]
+    try:
+        with caplog.at_level(logging.WARNING):
+            algo = run_with_graphics(task, image, items, video_tracking=str(video))
+    finally:
+        task[1].get_input(1).set_items([])
+        task[1].set_parameters({"video_tracking": "False"})
+    masks = instance_masks(algo)
+    assert len(masks) == 1
+    if not video:
+        assert iou(masks[0], reference.predict(make_prompt(boxes=[[40, 30, 200, 150]])).masks[0]) \
+            > 0.999
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m for m in warned if "graphics" in m] == [
+        "infer_segment_anything_2: 2 graphics item(s) with NaN or infinite coordinates: skipped"]
+
+
 @pytest.mark.parametrize("kind", ["gray", "gray1", "rgba", "uint16", "float01"])
 def test_image_types_give_masks_of_the_input_size(task, image, kind):
     wf, algo = task

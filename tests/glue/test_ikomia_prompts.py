@@ -116,6 +116,32 @@ def test_detector_that_finds_nothing_gives_empty_outputs(tiny_checkpoint, image)
     assert algo.get_progress_steps() == 1
 
 
+@pytest.mark.parametrize("video", [False, True])
+def test_a_detection_with_a_nan_box_is_skipped_with_a_warning(tiny_checkpoint, image, meta,
+                                                              video, caplog):
+    """A detector's box with a NaN coordinate, auto-connected (so Ikomia also draws it as a
+    rectangle on the graphics input), in image and in video mode: the run succeeds with the
+    good boxes, and the bad one is skipped with a warning (it used to fail the run: "graphics
+    boxes: entry 0 has a non-finite value nan")."""
+    import logging
+
+    boxes = [BOXES[0], [float("nan"), 100, 300, 220], BOXES[2]]
+    wf, algo = detector_workflow(tiny_checkpoint, fixed_detector(boxes), "auto",
+                                 video_tracking=video)
+    with caplog.at_level(logging.WARNING):
+        wf.run_on(array=image)
+    objects = instances(algo)
+    assert [o.label for o in objects] == ["truck", "wheel"]
+    assert [o.id for o in objects] == [0, 1]
+    if not video:  # the good boxes are the prompts (video mode starts them from their boxes too)
+        for obj, box in zip(objects, [BOXES[0], BOXES[2]]):
+            assert iou(obj.mask.astype(bool), meta_one(meta, box=box)[0]) > 0.999
+        assert [o.confidence for o in objects] == pytest.approx([0.9, 0.7])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("NaN or infinite" in m and "skipped" in m for m in warned), warned
+    assert not any("graphics" in m for m in warned), warned  # the detector's own rectangle
+
+
 def test_detections_filled_by_hand_and_points_for_every_detection(tiny_task, image, meta):
     wf, algo = tiny_task
     detections = algo.get_input(2)

@@ -42,3 +42,32 @@ def test_match_is_one_to_one_greedy_by_iou_with_agreeing_classes():
     assert match(dets, objects, ["", "", ""], 0.3) == {1: 0, 2: 1, 3: 2}
     assert match(dets, objects, ["", "", ""], 0.99) == {1: 0, 3: 2}
     assert match(dets, np.zeros((0, 4), np.float32), [], 0.3) == {}
+
+
+def test_match_scores_the_best_of_the_mask_box_and_the_last_detection_box():
+    """The score of (detection, object) is the larger of the detection's IoU with the object's
+    mask box and with the box of the detection it last matched (IoU tracker / SORT); classes
+    still decide, pairs one to one by decreasing score."""
+    dets = Detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60], [100, 0, 110, 10]],
+                               np.float32), ["car", "car", "dog"], np.ones(3, np.float32))
+    # object 0: its mask went wrong (a corner blob far away) but it was detection 0's box;
+    # object 1: mask box on detection 1, its last detection elsewhere; object 2: a car whose
+    # last detection box equals the dog's box
+    masks = np.array([[140, 110, 142, 112], [50, 50, 60, 62], [100, 0, 110, 10]], np.float32)
+    last = np.array([[0, 0, 10, 10], [0, 100, 10, 110], [100, 0, 110, 10]], np.float32)
+    classes = ["car", "car", "car"]
+    assert match(dets, masks, classes, 0.3) == {1: 1}  # the mask boxes alone
+    assert match(dets, masks, classes, 0.3, last) == {0: 0, 1: 1}  # not the dog
+    # no last detection (NaN): the mask box alone; an empty mask (NaN) and a last detection
+    nan = np.full(4, np.nan, np.float32)
+    assert match(dets, masks, classes, 0.3, np.stack([nan, nan, nan])) == {1: 1}
+    assert match(dets, np.stack([nan, masks[1], nan]), classes, 0.3, last) == {0: 0, 1: 1}
+    # one to one by the best score: detection 0 overlaps object 0's mask box 1/3 and object 1's
+    # last detection box 0.8; detection 1 is only object 1's (6/14): greedy takes the 0.8 pair
+    dets = Detections(np.array([[0, 0, 10, 10], [0, 20, 10, 30]], np.float32), ["", ""],
+                      np.ones(2, np.float32))
+    masks = np.array([[5, 0, 15, 10], [0, 24, 10, 34]], np.float32)  # IoU 1/3 and 6/14
+    last = np.array([[np.nan] * 4, [0, 0, 10, 8]], np.float32)  # IoU 0.8 with detection 0
+    np.testing.assert_allclose(box_iou(dets.boxes, masks), [[1 / 3, 0], [0, 6 / 14]])
+    assert match(dets, masks, ["", ""], 0.3, last) == {0: 1}
+    assert match(dets, masks, ["", ""], 0.3) == {1: 1, 0: 0}

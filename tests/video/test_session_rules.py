@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
+import torch
 
 from infer_segment_anything_2.engine.image.prompts import Prompt, parse_prompt
 from infer_segment_anything_2.engine.model.device import CPU
@@ -70,6 +72,40 @@ def test_an_object_that_leaves_and_comes_back_keeps_its_id():
     frames = _run(session, world, 7)
     assert all(seen == frames[0] for seen in frames)
     assert len(trackers[0].started) == 2
+
+
+class WrongMasks(PerfectTracker):
+    """A tracker whose masks never fit the objects: a blob in the frame's top-left corner, or
+    nothing (every object absent)."""
+
+    def __init__(self, world, model=None, choice=None, empty=False):
+        super().__init__(world, model, choice)
+        self.empty = empty
+
+    def _logits(self, oid, t):
+        out = torch.full((1, 1, 256, 256), -10.0)
+        if not self.empty:
+            out[..., :4, :4] = 10.0
+        return out
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_objects_whose_masks_miss_their_boxes_match_their_last_detections(empty):
+    """Masks that do not fit the detections (a corner blob, or empty): the same two boxes on
+    frames 0..4 are the same two objects, matched by their last detection's box (the mask box
+    alone started two new objects on every frame: 4 objects on frame 1)."""
+    world = World({"car": _moving(40, 40, 0, 5), "dog": _moving(100, 60, 0, 5)})
+    trackers = []
+
+    def factory(model, choice):
+        trackers.append(WrongMasks(world, model, choice, empty))
+        return trackers[-1]
+    session = VideoSession(tracker_factory=factory)
+    frames = _run(session, world, 5)
+    assert frames == [frames[0]] * 5 and sorted(frames[0].values()) == [0, 1]
+    assert sorted(frames[0]) == ["car", "dog"]
+    assert len(trackers) == 1 and len(trackers[0].started) == 2
+    assert sorted(trackers[0].objects) == [0, 1]
 
 
 def test_classes_must_agree():
