@@ -35,7 +35,8 @@ from ..video.offline_types import FrameResult, FrameSource, TrackPrompt
 from .video_prompts import check_prompts
 from .video_store import (checkpoint_path, error_record, fingerprint, load_checkpoint,
                           remove_checkpoint, save_checkpoint, video_record)
-from .video_tracks import TrackResult, VideoInfo
+from .video_tracks import TrackResult
+from .videos import video_info
 
 DEFAULT_CATEGORY = "object"
 CHECKPOINT_EVERY = 500  # frame results between two checkpoints (the work an interrupt can lose)
@@ -177,9 +178,7 @@ def _annotate(job, annotator, frames, out, checkpoint_every, progress, on_checkp
             on_checkpoint()
     categories = dict(getattr(callback, "categories", {}) or {})
     categories.update(prompt_categories)
-    h, w = frames.hw
-    info = VideoInfo(job.name, [f"{job.name}/{n}" for n in frames.names], int(h), int(w))
-    record = video_record(info, acc.tracks(length, categories))
+    record = video_record(video_info(job.name, frames), acc.tracks(length, categories))
     if path:
         remove_checkpoint(path)
     return record
