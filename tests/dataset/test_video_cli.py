@@ -213,10 +213,9 @@ def test_resume_after_a_sigkill_mid_video_is_byte_identical(root, present_checkp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists() and (tmp_path / "killed.json.parts.jsonl").read_text() == ""
-    again = run_cli([*common, "--out", out])
-    stdout, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
-    assert "video v: resumed after" in stderr  # from the checkpoint, not from the start
+    code, _, err = cli([*common, "--out", out], capsys)  # the same command again
+    assert code == 0, err
+    assert "video v: resumed after" in err  # from the checkpoint, not from the start
     assert out.read_bytes() == whole.read_bytes()
     assert not checkpoints.exists()
 
@@ -300,10 +299,11 @@ def test_a_detector_seeing_an_object_from_frame_3_on_gives_it_masks_before(
 
 def test_automatic_seeding_starts_object_tracks(root, present_checkpoint, tmp_path):
     folder = root / "videos" / "a"
-    automatic = {"points_per_side": "2", "iou_thresh": "0", "stability_score_thresh": "0"}
+    automatic = {"points_per_side": "2", "iou_thresh": "0", "stability_score_thresh": "0",
+                 "video_max_objects": "2"}
     data = _engine_run(_config(folder, present_checkpoint, seed_every=FRAMES, values=automatic),
                        tmp_path / "seed.json")
-    assert data["annotations"], "seeding started no track"
+    assert 1 <= len(data["annotations"]) <= 2, "seeding started no track, or too many"
     assert [a["track_id"] for a in data["annotations"]] == list(
         range(1, len(data["annotations"]) + 1))
     assert [c["name"] for c in data["categories"]] == ["object"]
