@@ -200,3 +200,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def needs_shared_images():
     return pytest.mark.skipif(not SHARED_IMAGES.is_dir(),
                               reason="../shared/images is absent (only in the developers' tree)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ray_instance():
+    """A local Ray instance on 2 CPUs, started once for the session (Ray is slow to start) and
+    shared by the image and video Ray tests (``tests/dataset``)."""
+    ray = pytest.importorskip("ray")  # requirements-ray.txt, installed by requirements-test.txt
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

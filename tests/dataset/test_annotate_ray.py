@@ -1,5 +1,5 @@
-"""annotate on Ray Data actors (the session's local Ray instance, ``conftest.py``): the merged
-COCO file is identical to the single-process one, and a worker killed during the run is
+"""annotate on Ray Data actors (the session's local Ray instance of ``tests/conftest.py``): the
+merged COCO file is identical to the single-process one, and a worker killed during the run is
 replaced with each image written exactly once."""
 from __future__ import annotations
 

@@ -308,3 +308,24 @@ def test_automatic_seeding_starts_object_tracks(root, present_checkpoint, tmp_pa
         range(1, len(data["annotations"]) + 1))
     assert [c["name"] for c in data["categories"]] == ["object"]
     assert any(s is not None and decode(s).any() for s in data["annotations"][0]["segmentations"])
+
+
+def test_an_ikomia_detector_by_name_starts_tracks_with_its_classes(present_checkpoint, tmp_path,
+                                                                    capsys):
+    """The glue (ikomia_annotate.VideoDetector): an Ikomia detection task made in Python,
+    registered by name, emitting the same two boxes (a car, a dog) on every frame."""
+    from ikomia.dataprocess.registry import ik_registry
+    from test_annotate_model import fixed_detector_factory
+
+    ik_registry.register_task(*fixed_detector_factory())
+    folder = write_folder(tmp_path / "v", n=3, sizes=[(64, 128)] * 3)  # the boxes' image size
+    out = tmp_path / "det.json"
+    code, _, err = cli([folder, "--videos", "--detector", "annotate_fixed_detector", "--out",
+                        out, *param_args(present_checkpoint)], capsys)
+    assert code == 0, err
+    data = read_json(out)
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    # matched on every later frame by their last detection box: two tracks, ids from 1
+    assert [(a["track_id"], names[a["category_id"]]) for a in data["annotations"]] == [
+        (1, "car"), (2, "dog")]
+    assert all(s is not None for a in data["annotations"] for s in a["segmentations"])
