@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGES", help="folder of images, or a text file listing "
                    "them (with --videos: a video, a frame folder, or a folder or list of them)")
-    p.add_argument("--out", required=True, help="the COCO instances file to write")
+    p.add_argument("--out", required=True, help="the COCO instances file to write (with "
+                   "--videos: the first --format's file, or folder for davis)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--coco-boxes", metavar="FILE", help="COCO instances JSON: its boxes are "
                      "the prompts, its categories kept")

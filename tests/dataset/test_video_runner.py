@@ -138,3 +138,14 @@ def test_bad_videos_are_reported_and_skipped_and_a_rerun_skips_finished_ones(tmp
     with video_store(out) as store:
         assert run_videos(jobs, script.annotator, store, out, progress=False) == 2  # b, c
         assert sorted(store) == ["a", "d"] and len(script.made) == 2  # a, d not run again
+
+
+def test_the_progress_bar_counts_all_videos_frames_with_a_rate(tmp_path, capsys):
+    out = str(tmp_path / "out.json")
+    with video_store(out) as store:
+        assert run_videos([job("a"), job("b", n=6)], Script().annotator, store, out,
+                          progress=True) == 2
+        assert sorted(store) == ["a", "b"]
+    err = capsys.readouterr().err
+    total = 2 * (N + 6)  # frames times two passes, over both videos
+    assert f"{total}/{total}" in err and "frame/s" in err
