@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 PLUGIN = "infer_segment_anything_2"
 ROOT = Path(__file__).resolve().parent
@@ -142,24 +143,62 @@ def task_values(args: argparse.Namespace) -> Dict[str, str]:
     return values
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> Tuple[Dict[str, str], List[Tuple[str, str]], Optional[dataset.BoxFile]]:
+    """Check the arguments and read the image list and box files, before any model loads.
+
+    A problem ends the program as argparse's errors do, but on one line naming the argument
+    (``annotate.py: error: --coco-boxes: boxes.json: not JSON (...)``), exit status 2. Returns
+    the task's parameter values, the images (``(file_name, path)``) and the boxes (None: none
+    given). Checks of a new argument go here."""
+    def fail(message: str):
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(message).split())}\n")
+
+    def read(flag: str, value: str, reader, *more):
+        try:
+            return reader(value, *more)
+        except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+            if isinstance(exc, OSError) and exc.strerror:
+                exc = exc.strerror
+            elif isinstance(exc, json.JSONDecodeError):
+                exc = f"not JSON ({exc})"
+            elif isinstance(exc, KeyError):
+                exc = f"no {exc} key where one is needed"
+            fail(exc if str(exc).startswith(flag) else f"{flag}: {value}: {exc}")
+
     try:
         values = task_values(args)
+        _pairs(args.detector_param, "--detector-param")
     except ParameterError as exc:
-        parser.error(str(exc))
-    if args.videos:
-        return _video_cli().main_videos(parser, args, values)
-    _video_cli().check_image_args(parser, args)
-    images = dataset.list_images(args.images)
+        fail(exc)
+    for flag, least in (("workers", 1), ("threads", 0), ("batch_size", 1)):
+        if getattr(args, flag) < least:
+            fail(f"--{flag.replace('_', '-')}: {getattr(args, flag)}, at least {least}")
+    if args.detector and args.ray:
+        fail("--detector runs in one process (an Ikomia workflow); use --coco-boxes or "
+             "--yolo-labels with --ray")
+    if not Path(args.out).expanduser().parent.is_dir():
+        fail(f"--out: {args.out}: its folder does not exist")
+    images = read("IMAGES", args.images, dataset.list_images)
     names = [name for name, _ in images]
     boxes = None
     if args.coco_boxes:
-        boxes = dataset.read_coco_boxes(args.coco_boxes, names)
+        boxes = read("--coco-boxes", args.coco_boxes, dataset.read_coco_boxes, names)
     elif args.yolo_labels:
-        boxes = dataset.read_yolo_boxes(args.yolo_labels, names, args.yolo_names and
-                                        dataset.read_yolo_names(args.yolo_names))
+        classes = args.yolo_names and read("--yolo-names", args.yolo_names,
+                                           dataset.read_yolo_names)
+        boxes = read("--yolo-labels", args.yolo_labels, dataset.read_yolo_boxes, names,
+                     classes)
+    return values, images, boxes
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.videos:  # its own checks (annotate_videos.check_video_args), then its run
+        return _video_cli().main_videos(parser, args)
+    _video_cli().check_image_args(parser, args)
+    values, images, boxes = check_args(parser, args)
     items = dataset.work_items(images, boxes)
     categories = boxes.categories if boxes else (
         None if args.detector else [dict(dataset.AUTOMATIC_CATEGORY)])
@@ -169,9 +208,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     with dataset.PartStore(dataset.parts_path(args.out)) as store:
         if args.detector:
-            if args.ray:
-                parser.error("--detector runs in one process (an Ikomia workflow); use "
-                             "--coco-boxes or --yolo-labels with --ray")
             ikomia_annotate = _glue()
             segment = ikomia_annotate.DetectorSegmenter(args.detector, values, _pairs(
                 args.detector_param, "--detector-param"))

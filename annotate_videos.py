@@ -1,7 +1,7 @@
 """``annotate.py --videos``: its argument checks and its run (see ``annotate.py``'s help).
 
-Every bad argument is one line naming it and exit status 2 (``parser.error``), never a
-traceback: a missing IMAGES, a missing or non-JSON ``--ytvis``, a missing ``--mot``, a format
+Every bad argument is one line naming it and exit status 2 (:func:`fail`, as
+``annotate.check_args``), never a traceback: a missing IMAGES, a missing or non-JSON ``--ytvis``, a missing ``--mot``, a format
 or an option that does not fit the mode, a count below 1. A bad video is not a bad argument: it
 is reported by name (a stderr line and ``OUT.errors.json``), skipped, and the exit status is 1.
 """
@@ -29,6 +29,12 @@ VIDEO_ONLY = ("ytvis", "mot", "direction", "prompt_every", "detect_every", "seed
 IMAGE_ONLY = ("coco_boxes", "yolo_labels", "yolo_names", "batch_size")
 
 
+def fail(parser: argparse.ArgumentParser, message: str) -> None:
+    """End the program on one line naming the argument (no usage), exit status 2, as
+    ``annotate.check_args`` does."""
+    parser.exit(2, f"{parser.prog}: error: {' '.join(str(message).split())}\n")
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -44,65 +50,69 @@ def check_image_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     ``--format`` one of rle, polygon (default rle)."""
     for dest in VIDEO_ONLY:
         if getattr(args, dest) is not None:
-            parser.error(f"argument {_flag(dest)}: only with --videos")
+            fail(parser, f"{_flag(dest)}: only with --videos")
     if args.format is None:
         args.format = "rle"
     elif args.format not in IMAGE_FORMATS:
-        parser.error(f"argument --format: invalid choice: {args.format!r} for images (choose "
+        fail(parser, f"--format: invalid choice: {args.format!r} for images (choose "
                      f"from {', '.join(IMAGE_FORMATS)}; the video formats need --videos)")
 
 
 def _positive(parser, args, dest: str) -> None:
     value = getattr(args, dest)
     if value is not None and value < 1:
-        parser.error(f"argument {_flag(dest)}: {value} is not a whole number >= 1")
+        fail(parser, f"{_flag(dest)}: {value} is not a whole number >= 1")
 
 
 def check_video_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
-    """The checks of ``--videos``' arguments (each failure: ``parser.error``, exit 2); returns
+    """The checks of ``--videos``' arguments (each failure: :func:`fail`, exit 2); returns
     the formats asked for."""
     for dest in IMAGE_ONLY:
         value = getattr(args, dest, None)
         if value is not None and (dest != "batch_size" or value != 1):
-            parser.error(f"argument {_flag(dest)}: not with --videos (prompts: --ytvis, --mot, "
+            fail(parser, f"{_flag(dest)}: not with --videos (prompts: --ytvis, --mot, "
                          f"--detector, or none for automatic seeding)")
     if not os.path.exists(os.path.expanduser(args.images)):
-        parser.error(f"argument IMAGES: {args.images} does not exist")
+        fail(parser, f"IMAGES: {args.images} does not exist")
     for dest in ("ytvis", "mot"):
         path = getattr(args, dest)
         if path is not None and not os.path.exists(os.path.expanduser(path)):
-            parser.error(f"argument {_flag(dest)}: {path} does not exist")
+            fail(parser, f"{_flag(dest)}: {path} does not exist")
     if args.ytvis is not None:
         if os.path.isdir(args.ytvis):
-            parser.error(f"argument --ytvis: {args.ytvis} is a folder, not a YouTube-VIS file")
+            fail(parser, f"--ytvis: {args.ytvis} is a folder, not a YouTube-VIS file")
         try:
             with open(os.path.expanduser(args.ytvis), "rb") as f:
                 json.load(f)
         except (ValueError, UnicodeDecodeError) as exc:
-            parser.error(f"argument --ytvis: {args.ytvis} is not JSON ({exc})")
+            fail(parser, f"--ytvis: {args.ytvis} is not JSON ({exc})")
         except OSError as exc:
-            parser.error(f"argument --ytvis: {args.ytvis} cannot be read ({exc.strerror})")
+            fail(parser, f"--ytvis: {args.ytvis} cannot be read ({exc.strerror})")
     for dest in ("prompt_every", "detect_every", "seed_every", "checkpoint_every", "workers"):
         _positive(parser, args, dest)
+    if args.threads < 0:
+        fail(parser, f"--threads: {args.threads} is not a whole number >= 0")
+    if not Path(args.out).expanduser().parent.is_dir():
+        fail(parser, f"--out: {args.out}: its folder does not exist")
     if args.prompt_every is not None and not (args.ytvis or args.mot):
-        parser.error("argument --prompt-every: only with --ytvis or --mot")
+        fail(parser, "--prompt-every: only with --ytvis or --mot")
     if args.detect_every is not None and not args.detector:
-        parser.error("argument --detect-every: only with --detector")
+        fail(parser, "--detect-every: only with --detector")
     if args.seed_every is not None and (args.ytvis or args.mot or args.detector):
-        parser.error("argument --seed-every: only without prompts (automatic seeding)")
+        fail(parser, "--seed-every: only without prompts (automatic seeding)")
     if args.detector and args.ray:
-        parser.error("argument --ray: --detector runs in one process (an Ikomia workflow); "
+        fail(parser, "--ray: --detector runs in one process (an Ikomia workflow); "
                      "use --ytvis or --mot with --ray")
     if args.detector_param and not args.detector:
-        parser.error("argument --detector-param: only with --detector")
+        fail(parser, "--detector-param: only with --detector")
     formats = [f.strip() for f in (args.format or DEFAULT_FORMAT).split(",")]
     known = video_formats()
     for fmt in formats:
         if fmt not in known:
-            parser.error(f"argument --format: invalid choice: {fmt!r} for videos (choose from "
+            fail(parser, f"--format: invalid choice: {fmt!r} for videos (choose from "
                          f"{', '.join(known)}, or several separated by commas)")
     if len(set(formats)) != len(formats):
-        parser.error(f"argument --format: {args.format!r} names a format twice")
+        fail(parser, f"--format: {args.format!r} names a format twice")
     return formats
 
 
@@ -135,16 +145,22 @@ def categories_of(config: VideoConfig, prompts) -> Optional[List[Dict]]:
     return None
 
 
-def main_videos(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                values: Dict[str, str]) -> int:
+def main_videos(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Run ``annotate.py --videos``; returns the exit status (1 when a video failed)."""
+    from .annotate import task_values
+    from .engine.parameters import ParameterError
+
+    try:
+        values = task_values(args)
+    except ParameterError as exc:
+        fail(parser, str(exc))
     formats = check_video_args(parser, args)
     try:
         refs = list_videos(args.images)
     except (OSError, ValueError) as exc:
-        parser.error(f"argument IMAGES: {exc}")
+        fail(parser, f"IMAGES: {exc}")
     if not refs:
-        parser.error(f"argument IMAGES: no video file or frame folder in {args.images}")
+        fail(parser, f"IMAGES: no video file or frame folder in {args.images}")
     names = [r.name for r in refs]
     config = _config(args, values, names)
     try:
@@ -153,7 +169,7 @@ def main_videos(parser: argparse.ArgumentParser, args: argparse.Namespace,
         flag = "--ytvis" if args.ytvis else "--mot"
         text = str(exc)
         text = text[len(flag) + 2:] if text.startswith(flag + ": ") else text
-        parser.error(f"argument {flag}: {text}")
+        fail(parser, f"{flag}: {text}")
     _warn_prompts(prompts)
     out = args.out
     every = args.checkpoint_every or CHECKPOINT_EVERY

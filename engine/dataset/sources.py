@@ -190,14 +190,17 @@ def read_yolo_boxes(label_dir: str, file_names: Sequence[str],
             fields = line.split()
             if not fields:
                 continue
-            if len(fields) not in (5, 6):
+            try:
+                if len(fields) not in (5, 6):
+                    raise ValueError
+                cls, box = int(fields[0]), [float(v) for v in fields[1:]]
+            except ValueError:
                 raise ValueError(f"--yolo-labels: {label}:{number}: expected 'class cx cy w h "
-                                 f"[confidence]', got {line!r}")
-            cls = int(fields[0])
+                                 f"[confidence]', got {line!r}") from None
             classes.add(cls)
-            entry["boxes"].append([float(v) for v in fields[1:5]])
+            entry["boxes"].append(box[:4])
             entry["category_ids"].append(cls + 1)
-            entry["scores"].append(float(fields[5]) if len(fields) == 6 else None)
+            entry["scores"].append(box[4] if len(box) == 5 else None)
     count = max([len(names or [])] + [c + 1 for c in classes])
     categories = [{"id": c + 1, "name": names[c] if names and c < len(names) else str(c)}
                   for c in range(count)]

@@ -193,8 +193,68 @@ def test_unknown_or_bad_parameters_are_named(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             annotate_main([str(tmp_path), "--out", str(tmp_path / "o.json"), *argv])
         assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o.json.parts.jsonl").exists()
+
+
+def _bad_inputs(root):
+    """Argument lists with one bad input each, and what the one line of the error must say."""
+    images = root / "images"
+    write(images / "a.png", synthetic_image(32, 32))
+    (root / "text.json").write_text("not json {")
+    (root / "list.json").write_text("[]")
+    (root / "coco.json").write_text(json.dumps({"images": [{"id": 1}], "annotations": []}))
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_text("car 0.5 0.5 0.1 0.1\n")
+    out = ["--out", str(root / "o.json")]
+    return [
+        ([str(root / "missing"), *out], "IMAGES: "),
+        ([str(images), *out, "--coco-boxes", str(root / "nope.json")],
+         f"--coco-boxes: {root / 'nope.json'}: No such file or directory"),
+        ([str(images), *out, "--coco-boxes", str(root / "text.json")],
+         f"--coco-boxes: {root / 'text.json'}: not JSON (Expecting value"),
+        ([str(images), *out, "--coco-boxes", str(root / "list.json")],
+         f"--coco-boxes: {root / 'list.json'} has no 'images' and 'annotations'"),
+        ([str(images), *out, "--coco-boxes", str(root / "coco.json")],
+         f"--coco-boxes: {root / 'coco.json'}: no 'file_name' key"),
+        ([str(images), *out, "--yolo-labels", str(root / "nolabels")],
+         f"--yolo-labels: {root / 'nolabels'} is not a folder"),
+        ([str(images), *out, "--yolo-labels", str(root / "labels")],
+         f"--yolo-labels: {root / 'labels' / 'a.txt'}:1: expected 'class cx cy w h"),
+        ([str(images), *out, "--yolo-labels", str(root / "labels"), "--yolo-names",
+          str(root / "names.txt")], f"--yolo-names: {root / 'names.txt'}: No such file"),
+        ([str(images), "--out", str(root / "no" / "o.json")],
+         f"--out: {root / 'no' / 'o.json'}: its folder does not exist"),
+        ([str(images), *out, "--workers", "0"], "--workers: 0, at least 1"),
+        ([str(images), *out, "--detector", "infer_yolo_v8", "--detector-param", "conf"],
+         "--detector-param: got 'conf'. Expected KEY=VALUE."),
+        ([str(images), *out, "--detector", "infer_yolo_v8", "--ray"], "--detector runs in"),
+    ]
+
+
+def test_bad_inputs_are_one_line_naming_the_argument(tmp_path, capsys):
+    """A missing folder or file, a file that is not JSON or not COCO, a bad YOLO label, a bad
+    count: exit status 2 and one line naming the argument (these were tracebacks), before any
+    model loads (nothing written)."""
+    for argv, message in _bad_inputs(tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            annotate_main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, argv
+        assert err.startswith("annotate.py: error: " + message) and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_the_script_answers_a_missing_folder_in_one_line(tmp_path):
+    """The same as a script, as users run it: stderr is that one line, exit status 2."""
+    done = subprocess.run([sys.executable, str(REPO / "annotate.py"), str(tmp_path / "missing"),
+                           "--out", str(tmp_path / "o.json")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr == (f"annotate.py: error: IMAGES: {tmp_path / 'missing'} is neither a "
+                           f"folder nor a list file\n")
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
