@@ -31,3 +31,20 @@ def small_model(image_size: int = 64):
     cfg = load_config(get_model_spec("sam2.1_hiera_tiny"), True)
     cfg.model.image_size = image_size
     return instantiate(cfg.model, _recursive_=True).eval()
+
+
+def present_small_model(image_size: int = 256):
+    """The tiny architecture at ``image_size`` input through the plugin's loader, with the random
+    weights of tests/conftest.py's present checkpoint (objects always scored present)."""
+    from hydra.utils import instantiate
+
+    from conftest import present_checkpoint_path
+    from infer_segment_anything_2.engine.model.loader import load_checkpoint, load_config
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+
+    spec = get_model_spec("sam2.1_hiera_tiny")
+    cfg = load_config(spec, True)
+    cfg.model.image_size = image_size
+    model = instantiate(cfg.model, _recursive_=True)
+    load_checkpoint(model, present_checkpoint_path(), spec)
+    return model.eval()

@@ -289,8 +289,8 @@ def test_bad_arguments_are_refused(bad):
 # ---------------------------------------------------------------------------------------------
 # With the real OfflinePropagation: a small random-weight model whose objects are scored present
 # ---------------------------------------------------------------------------------------------
-N = 10
-SQUARE_FROM = 6
+N = 8  # frames of the clip (few: each costs the model a step per track and pass)
+SQUARE_FROM = 4  # the detector sees the square from this frame on
 
 
 def disc_box(t):  # the disc of tests/clips.py's frame t (continuous XYXY)
@@ -325,7 +325,7 @@ class ClipFrames:
 
 
 def clip_detector(t, image):
-    """Sees the disc on every frame and the square from frame 6 on."""
+    """Sees the disc on every frame and the square from frame 4 on."""
     boxes = [disc_box(t)] + ([square_box(t)] if t >= SQUARE_FROM else [])
     classes = ["disc", "square"][:len(boxes)]
     return Detections(np.array(boxes, np.float32), classes, np.full(len(boxes), 0.9, np.float32))
@@ -339,3 +339,96 @@ def final_masks(results):
             out[i, r.index] = r.masks[k]
             passes.setdefault((i, r.index), []).append(r.reverse)
     return out, passes
+
+
+@pytest.fixture(scope="module")
+def present_small_model():
+    """SAM 2.1 tiny at input 256, random weights scored present."""
+    from clips import present_small_model as build
+
+    return build(256)
+
+
+def propagate(model, new_tracks, n=N):
+    from infer_segment_anything_2.engine.model.device import CPU
+    from infer_segment_anything_2.engine.video.offline import OfflinePropagation
+
+    run = OfflinePropagation(model, CPU, ClipFrames(n), {}, "both", new_tracks=new_tracks,
+                             fill_hole_area=0)
+    return list(run.run())
+
+
+def test_a_detected_track_has_masks_before_its_first_detection(present_small_model):
+    """The detector sees the square from frame 4 on (every 2 frames): its track starts on frame
+    4, has non-empty masks on frames 3..0 from the backward pass, and its later detection
+    (frame 6) matches it; the disc is one track from frame 0. Ids stay 0 and 1 on every frame."""
+    calls = []
+
+    def detect(t, image):
+        calls.append(t)
+        return clip_detector(t, image)
+
+    tracks = DetectorTracks(detect, every=2, match_iou=0.3, max_tracks=8)
+    results = propagate(present_small_model, tracks)
+    assert calls == [0, 2, 4, 6]
+    assert tracks.categories == {0: "disc", 1: "square"}
+    assert all(set(r.ids.tolist()) <= {0, 1} for r in results)
+    masks, passes = final_masks(results)
+    assert sorted(masks) == sorted((i, t) for i in (0, 1) for t in range(N))
+    for t in range(SQUARE_FROM):
+        assert passes[1, t] == [True] and masks[1, t].any(), t  # backward only, non-empty
+    for t in range(SQUARE_FROM, N):
+        assert passes[1, t] == [False] and masks[1, t].any(), t
+    assert all(passes[0, t] == [False] and masks[0, t].any() for t in range(N))
+    np.testing.assert_array_equal(tracks.last_boxes[1], square_box(6))
+    np.testing.assert_array_equal(tracks.last_boxes[0], disc_box(6))
+
+
+SEED_EVERY, SEED_FRAMES = 3, 6  # seeding on frames 0 and 3 of a 6-frame clip
+
+
+def clip_masks(t):
+    """The automatic masks of clip frame ``t`` as a generator would give them: none on frame 0,
+    then the disc and the square (largest first)."""
+    from clips import H as CH, W as CW
+
+    if t == 0:
+        return np.zeros((0, CH, CW), bool)
+    yy, xx = np.mgrid[:CH, :CW]
+    disc = (xx - (int(CW * 0.28) + 6 * t)) ** 2 + (yy - CH // 2) ** 2 <= (CH // 5) ** 2
+    square = np.zeros((CH, CW), bool)
+    square[10 + 5 * t:41 + 5 * t, CW - 50:CW - 19] = True
+    return np.stack([disc, square])
+
+
+def test_seeded_tracks_are_tracked_backwards_from_their_frame(present_small_model):
+    """Seeding on frames 0 and 3, the generator finding nothing on frame 0: on frame 3 the disc
+    and the square start tracks 0 and 1 from their masks (nothing tracked covers them), each
+    with its seed's mask on frame 3 and non-empty masks on frames 2..0 from the backward pass.
+    (Whether a tracked mask covers a seed is the rule tests' job: random weights' masks are
+    blobs.)"""
+    from conftest import iou
+
+    frames_seen, tracked_on = [], {}
+
+    def generate(image):
+        t = len(frames_seen) * SEED_EVERY
+        frames_seen.append(t)
+        return clip_masks(t)
+
+    seeds = SeedTracks(generate, every=SEED_EVERY, max_tracks=6)
+
+    def new_tracks(t, image, tracked):
+        tracked_on[t] = tracked.ids.tolist()
+        return seeds(t, image, tracked)
+
+    results = propagate(present_small_model, new_tracks, SEED_FRAMES)
+    assert frames_seen == [0, SEED_EVERY]
+    assert tracked_on == {0: [], 1: [], 2: [], 3: [], 4: [0, 1], 5: [0, 1]}
+    assert seeds.categories == {0: SEED_CATEGORY, 1: SEED_CATEGORY}
+    masks, passes = final_masks(results)
+    for tid in (0, 1):
+        assert iou(masks[tid, SEED_EVERY], clip_masks(SEED_EVERY)[tid]) > 0.8
+        assert all(passes[tid, t] == [True] and masks[tid, t].any() for t in range(SEED_EVERY))
+        assert all(passes[tid, t] == [False] and masks[tid, t].any()
+                   for t in range(SEED_EVERY, SEED_FRAMES))
