@@ -224,4 +224,4 @@ def _warn_prompts(prompts) -> None:
 def _glue():
     """The Ikomia side (imports ikomia, so only for --detector)."""
     os.environ.setdefault("IKOMIA_AUTO_COMPLETION", "0")
-    return importlib.import_module(__package__ + ".ikomia_annotate")
+    return importlib.import_module(__package__ + ".ikomia_video_detector")

@@ -4,8 +4,8 @@ The detector (any Ikomia algorithm with an object detection output, created by n
 ``infer_yolo_v8``) gets the image; its detections go to the task's detection input 2 and each
 becomes a box prompt, exactly as README "Detections as prompts" describes. The masks are the
 task's own run (``last_result``); each annotation keeps the detection's class (its category) and
-confidence (``detector_score``). For videos, :class:`VideoDetector` runs the detector alone:
-the engine matches its detections to the tracks.
+confidence (``detector_score``). For videos, ``ikomia_video_detector.VideoDetector`` runs the
+detector alone: the engine matches its detections to the tracks.
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from ikomia import dataprocess
 from ikomia.dataprocess.workflow import Workflow
 
 from .engine.dataset.runner import SegmentResult
-from .engine.video.matching import Detections
-from .ikomia_prompts import video_detections
 from .infer_segment_anything_2_process import (DETECTIONS_INPUT, NUM_MASK_OUTPUTS,
                                                InferSegmentAnything2Factory)
 
@@ -58,28 +56,3 @@ class DetectorSegmenter:
         objects = self.task.get_output(1 + NUM_MASK_OUTPUTS).get_objects()
         return (seg.masks, seg.scores, [o.label for o in objects],
                 [float(o.confidence) for o in objects])
-
-
-class VideoDetector:
-    """The detector alone, for ``annotate.py --videos --detector NAME``: ``(frame_index, HWC
-    RGB uint8 image) -> Detections`` (continuous XYXY boxes from the detections' ``x, y, w, h``,
-    class names, confidences, as they are: the engine's
-    :class:`engine.dataset.video_new_tracks.DetectorTracks` skips bad boxes with a warning).
-
-    Args:
-        detector: the detector's Ikomia name; detector_values: its parameters.
-    """
-
-    def __init__(self, detector: str, detector_values: Optional[Dict[str, str]] = None):
-        self.wf = Workflow()
-        self.detector = self.wf.add_task(name=detector, auto_connect=True)
-        if detector_values:
-            self.detector.set_parameters(detector_values)
-        self.output = detection_output(self.detector)
-
-    def __call__(self, frame_index: int, image: np.ndarray) -> Detections:
-        self.wf.run_on(array=image)
-        boxes, classes, confidences = video_detections(self.detector.get_output(self.output),
-                                                       None)
-        return Detections(np.asarray(boxes, np.float32).reshape(-1, 4), list(classes),
-                          np.asarray(confidences, np.float32).reshape(-1))
