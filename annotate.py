@@ -9,6 +9,17 @@ algorithm run before SAM 2 in one workflow), or none: automatic mode (category "
 Parameters are the task's (same names, same checks): --param KEY=VALUE or --KEY VALUE.
 Results go to OUT.parts.jsonl as each image is done: run the same command again to resume.
 --ray [ADDRESS] spreads the images over Ray Data actors (local instance or a cluster).
+
+    python annotate.py VIDEOS --videos --out tracks.json [prompts] [--direction both|forward]
+        [--format ytvis,coco-video,davis,ytvis-results] [parameters]
+
+With --videos, IMAGES is a video file, a folder of frames, or a folder or text list of them (one
+video each). Prompts, one source: --ytvis FILE (a YouTube-VIS file's tracks), --mot DIR_OR_FILE
+(MOT box tracks, --prompt-every K), --detector NAME (--detect-every N), or none: automatic
+seeding every --seed-every N frames. Each track gets a mask on every frame where it is present,
+before its first prompt too (--direction both). Finished videos go to OUT.parts.jsonl, long
+videos are checkpointed every 500 frames in OUT.checkpoints/: run the same command again to
+resume. Bad videos are reported by name (OUT.errors.json) and skipped.
 """
 from __future__ import annotations
 
@@ -40,14 +51,20 @@ else:  # run as a script: import the plugin's package from this folder, whatever
 # mask_threshold. The prompt and video ones do not (prompts come from the sources above).
 KEYS = [k for k, p in PARAMETERS.items()
         if p.group in ("General", "Automatic") or k == "mask_threshold"]
+# With --videos: the same but input_size_percent (the propagation sees whole frames), and video
+# mode's matching and bound for the tracks a detector or seeding starts.
+VIDEO_KEYS = [k for k in KEYS if k != "input_size_percent"] + ["video_match_iou",
+                                                               "video_max_objects"]
 WEIGHTS_DIR = ROOT / "weights"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="annotate.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", metavar="IMAGES", help="folder of images, or a text file listing them")
-    p.add_argument("--out", required=True, help="the COCO instances file to write")
+    p.add_argument("images", metavar="IMAGES", help="folder of images, or a text file listing "
+                   "them (with --videos: a video, a frame folder, or a folder or list of them)")
+    p.add_argument("--out", required=True, help="the COCO instances file to write (with "
+                   "--videos: the first --format's file, or folder for davis)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--coco-boxes", metavar="FILE", help="COCO instances JSON: its boxes are "
                      "the prompts, its categories kept")
@@ -55,15 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
                      "path without extension>.txt)")
     src.add_argument("--detector", metavar="NAME", help="Ikomia detection algorithm (e.g. "
                      "infer_yolo_v8): its detections are the prompts")
+    src.add_argument("--ytvis", metavar="FILE", help="with --videos: a YouTube-VIS file, its "
+                     "tracks' masks or boxes are the prompts, categories kept")
+    src.add_argument("--mot", metavar="DIR_OR_FILE", help="with --videos: MOT box tracks "
+                     "(<DIR>/<video>.txt, or one file for one video), ids kept")
     p.add_argument("--yolo-names", metavar="FILE", help="class names: data.yaml or classes.txt")
     p.add_argument("--detector-param", metavar="KEY=VALUE", action="append", default=[],
                    help="a parameter of the detector (repeatable)")
-    p.add_argument("--format", choices=dataset.FORMATS, default="rle",
-                   help="segmentation as compressed RLE (default) or polygons")
+    p.add_argument("--format", metavar="FORMAT", help="images: rle (compressed RLE, default) "
+                   "or polygon; videos: ytvis (default), ytvis-results, coco-video, davis, or "
+                   "several separated by commas")
+    vid = p.add_argument_group("videos (with --videos)")
+    vid.add_argument("--videos", action="store_true", help="IMAGES holds videos: annotate "
+                     "tracks (see above)")
+    vid.add_argument("--direction", choices=("both", "forward"), help="both (default): also "
+                     "track backwards, before each track's first prompt or detection; forward")
+    vid.add_argument("--prompt-every", type=int, metavar="K", help="with --mot or --ytvis: a "
+                     "track's prompts at least K frames apart (default: every frame it has)")
+    vid.add_argument("--detect-every", type=int, metavar="N", help="with --detector: run it on "
+                     "frames 0, N, 2N, ... (default 1)")
+    vid.add_argument("--seed-every", type=int, metavar="N", help="no prompts: automatic "
+                     "seeding on frames 0, N, 2N, ... (default 30)")
+    vid.add_argument("--checkpoint-every", type=int, metavar="N", help="frames between two "
+                     "checkpoints of a video in progress (default 500)")
     p.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
-                   help="a parameter of the task (repeatable): " + ", ".join(KEYS))
+                   help="a parameter of the task (repeatable): " + ", ".join(KEYS) +
+                   "; with --videos also video_match_iou, video_max_objects")
     params = p.add_argument_group("the task's parameters (README: Set algorithm parameters)")
-    for key in KEYS:
+    for key in dict.fromkeys(KEYS + VIDEO_KEYS):
         spec = PARAMETERS[key]
         params.add_argument("--" + key.replace("_", "-"), dest="p_" + key, metavar="VALUE",
                             help=f"{spec.help} ({spec.expected()})")
@@ -91,15 +127,18 @@ def _pairs(items: List[str], flag: str) -> Dict[str, str]:
 def task_values(args: argparse.Namespace) -> Dict[str, str]:
     """The task parameters given (strings), checked with the task's own rules: an unknown or
     bad one raises ``ParameterError`` naming it."""
+    keys = VIDEO_KEYS if getattr(args, "videos", False) else KEYS
     values = _pairs(args.param, "--param")
-    values.update({k: getattr(args, "p_" + k) for k in KEYS
+    values.update({k: getattr(args, "p_" + k) for k in dict.fromkeys(KEYS + VIDEO_KEYS)
                    if getattr(args, "p_" + k) is not None})
     bad = dict(unknown_keys(values))
-    bad.update({k: None for k in values if k in PARAMETERS and k not in KEYS})
+    bad.update({k: None for k in values if k in PARAMETERS and k not in keys})
     if bad:
         key, hint = next(iter(bad.items()))
-        raise ParameterError(key, "not a parameter of annotate.py" +
-                             (f" (did you mean {hint!r}?)" if hint else ""), ", ".join(KEYS))
+        where = "annotate.py --videos" if keys is VIDEO_KEYS else "annotate.py" + (
+            " (only with --videos)" if key in VIDEO_KEYS else "")
+        raise ParameterError(key, f"not a parameter of {where}" +
+                             (f" (did you mean {hint!r}?)" if hint else ""), ", ".join(keys))
     parse_values(values)
     return values
 
@@ -156,6 +195,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.videos:  # its own checks (annotate_videos.check_video_args), then its run
+        return _video_cli().main_videos(parser, args)
+    _video_cli().check_image_args(parser, args)
     values, images, boxes = check_args(parser, args)
     items = dataset.work_items(images, boxes)
     categories = boxes.categories if boxes else (
@@ -184,6 +226,11 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"annotations, {counts['categories']} categories, {counts['errors']} errors" +
           (f" (see {dataset.errors_path(args.out)})" if counts["errors"] else ""))
     return 0 if counts["errors"] == 0 else 1
+
+
+def _video_cli():
+    """``annotate.py --videos`` (its checks and its run)."""
+    return importlib.import_module(PLUGIN + ".annotate_videos")
 
 
 def _glue():

@@ -4,7 +4,8 @@ The detector (any Ikomia algorithm with an object detection output, created by n
 ``infer_yolo_v8``) gets the image; its detections go to the task's detection input 2 and each
 becomes a box prompt, exactly as README "Detections as prompts" describes. The masks are the
 task's own run (``last_result``); each annotation keeps the detection's class (its category) and
-confidence (``detector_score``).
+confidence (``detector_score``). For videos, ``ikomia_video_detector.VideoDetector`` runs the
+detector alone: the engine matches its detections to the tracks.
 """
 from __future__ import annotations
 

@@ -148,18 +148,6 @@ def meta_tiny_model(tiny_checkpoint):
     return build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", str(tiny_checkpoint), device="cpu")
 
 
-@pytest.fixture(scope="session")
-def ray_instance():
-    """One local Ray instance (2 CPUs, no dashboard) for every Ray test of the session: started
-    by the first test that asks for it (a few seconds, more on a busy machine), shut down at
-    the end of the session."""
-    import ray  # requirements-ray.txt, installed by requirements-test.txt
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
@@ -228,3 +216,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def needs_shared_images():
     return pytest.mark.skipif(not SHARED_IMAGES.is_dir(),
                               reason="../shared/images is absent (only in the developers' tree)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ray_instance():
+    """A local Ray instance on 2 CPUs, started once for the session (Ray is slow to start) and
+    shared by the image and video Ray tests (``tests/dataset``)."""
+    ray = pytest.importorskip("ray")  # requirements-ray.txt, installed by requirements-test.txt
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -23,9 +23,15 @@ and the writers over :mod:`.video_tracks`' types (:func:`write_videos` with
 Coordinates: COCO ``bbox`` is XYWH floats of the mask's pixels; boxes given to the engine are
 XYXY pixels (``x2 = x + w``, as the task reads a detection).
 
+The video run (``annotate.py --videos``): :mod:`.video_new_tracks` (a detector's or seeding's
+tracks), :mod:`.video_runner` (one video's frame results to its tracks, checkpoints, resume; the
+single-process loop), :mod:`.video_model` (the runner over the loaded model and
+:class:`engine.video.offline.OfflinePropagation`), :mod:`.video_ray` (one video per Ray task),
+:mod:`.video_store` (the per-video store and checkpoints), :mod:`.video_finish` (the final files
+from the store).
+
 May import: :mod:`engine.model`, :mod:`engine.image`, :mod:`engine.automatic`,
-:mod:`engine.parameters`, :mod:`engine.session`, :mod:`engine.video.offline_types` (the
-shared offline video types).
+:mod:`engine.parameters`, :mod:`engine.session`, :mod:`engine.video`.
 """
 from .coco_writer import FORMATS, mask_annotations, mask_polygons, write_coco
 from .runner import (AUTOMATIC_CATEGORY, Annotator, annotate_item, errors_path, finish,

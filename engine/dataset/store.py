@@ -20,10 +20,14 @@ from typing import Dict, Iterator, Optional
 
 
 class PartStore(Mapping):
-    """``file_name`` -> finished record, read from disk on access; :meth:`append` adds a line."""
+    """``file_name`` -> finished record, read from disk on access; :meth:`append` adds a line.
 
-    def __init__(self, path: str):
+    ``key``: the record's field that names it (``"file_name"`` for images, ``"video"`` for the
+    video store of :mod:`.video_store`)."""
+
+    def __init__(self, path: str, key: str = "file_name"):
         self.path = Path(path)
+        self.key = key
         self._offsets: Dict[str, int] = {}
         self._errors: Dict[str, str] = {}
         self.repeated = 0
@@ -46,7 +50,7 @@ class PartStore(Mapping):
         self._file = open(self.path, "ab")
 
     def _index(self, record: Dict, offset: int) -> None:
-        name = record["file_name"]
+        name = record[self.key]
         if "error" in record:
             if name not in self._offsets:
                 self._errors[name] = record["error"]
@@ -59,7 +63,7 @@ class PartStore(Mapping):
     def append(self, record: Dict) -> bool:
         """Write one image's record (flushed and fsynced); False when the image was already
         done (the record is not written again)."""
-        if record["file_name"] in self._offsets:
+        if record[self.key] in self._offsets:
             self.repeated += 1
             return False
         line = (json.dumps(record) + "\n").encode()
