@@ -131,18 +131,18 @@ class OfflinePropagation:
         between two results; the run continues with the result that followed it."""
         if resume is not None:
             self._load(resume)
-        with self._settings(), torch.no_grad():
-            if self.phase == "forward":
-                yield from self._forward()
-                self.phase, self.next = "backward", self._sweep_top()
-            if self.phase == "backward" and self.direction == "both":
-                yield from self._backward()
-            self.phase = "done"
+        if self.phase == "forward":
+            yield from self._forward()
+            self.phase, self.next = "backward", self._sweep_top()
+        if self.phase == "backward" and self.direction == "both":
+            yield from self._backward()
+        self.phase = "done"
 
     def state(self) -> dict:
         """Picklable progress (CPU tensors): valid between two yielded results."""
         pos = self.steps._pos_enc
-        return {"version": STATE_VERSION, "phase": self.phase, "next": self.next,
+        return {"version": STATE_VERSION, "frames": len(self.frames), "start": self.start,
+                "phase": self.phase, "next": self.next,
                 "decoded_upto": self.decoded_upto, "stores": stores_state(self.stores),
                 "pos_enc": None if pos is None else [p.cpu().clone() for p in pos]}
 
@@ -220,11 +220,13 @@ class OfflinePropagation:
             return outs
         staged = StagedFrame(t, self.frames.hw, backbone, {}, image)
         views = {i: self.stores[i].view(t, reverse, self.max_cond, self.horizon) for i in todo}
-        for part in memory.batches(todo, views, self.steps.batch):
-            res = self.steps._step(staged, [views[i] for i in part], init=False, reverse=reverse)
-            self.steps._encode(staged, res, None, prompted=False)
-            for i, out in zip(part, res):
-                outs[i] = self.stores[i].noncond[t] = _compact(out)
+        with self._settings():
+            for part in memory.batches(todo, views, self.steps.batch):
+                res = self.steps._step(staged, [views[i] for i in part], init=False,
+                                       reverse=reverse)
+                self.steps._encode(staged, res, None, prompted=False)
+                for i, out in zip(part, res):
+                    outs[i] = self.stores[i].noncond[t] = _compact(out)
         return outs
 
     def _decode_prompts(self, f: int, image: np.ndarray) -> None:
@@ -249,18 +251,18 @@ class OfflinePropagation:
 
     def _start_prompts(self, f: int, image: np.ndarray, backbone: dict,
                        prompts: Mapping[int, TrackPrompt]) -> None:
-        """Meta's add on untracked objects: masks, then points grouped by their count."""
+        """Meta's add on untracked objects (no memory; masks, then points grouped by their
+        count), and their memories encoded as prompted frames'."""
         staged = StagedFrame(f, self.frames.hw, backbone, {}, image)
         size = self.model.image_size
         masks = [i for i, p in prompts.items() if p.mask is not None]
         points = {i: prompts[i].as_points() for i in prompts if i not in masks}
         groups = [(masks, None)] + [([i for i in points if len(points[i][0]) == c], c)
                                     for c in dict.fromkeys(len(p[0]) for p in points.values())]
-        for ids, count in groups:
-            for s in range(0, len(ids), self.steps.batch):
-                part = ids[s:s + self.steps.batch]
-                if not part:
-                    continue
+        parts = [(ids[s:s + self.steps.batch], count) for ids, count in groups
+                 for s in range(0, len(ids), self.steps.batch)]
+        with self._settings():
+            for part, count in parts:
                 tracks = [memory.ObjectTrack() for _ in part]
                 if count is None:
                     res = self.steps._step(staged, tracks, init=True, mask_inputs=mask_input(
@@ -274,7 +276,8 @@ class OfflinePropagation:
 
     def _backbone(self, image: np.ndarray) -> dict:
         self.encodings += 1
-        return self.steps._backbone(image)
+        with torch.no_grad():
+            return self.steps._backbone(image)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _active(self, t: int) -> List[int]:
@@ -302,11 +305,12 @@ class OfflinePropagation:
 
     @contextlib.contextmanager
     def _settings(self):
-        """The video predictor's settings, and at most ``max_cond`` prompted frames attended."""
+        """The video predictor's settings, at most ``max_cond`` prompted frames attended, no
+        gradients: around each frame's model calls (never across a yield)."""
         old = self.model.max_cond_frames_in_attn
         self.model.max_cond_frames_in_attn = self.max_cond
         try:
-            with _video_settings(self.model):
+            with _video_settings(self.model), torch.no_grad():
                 yield
         finally:
             self.model.max_cond_frames_in_attn = old
@@ -314,6 +318,10 @@ class OfflinePropagation:
     def _load(self, state: dict) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')}: expected {STATE_VERSION}")
+        if (state["frames"], state["start"]) != (len(self.frames), self.start):
+            raise ValueError("state of another video or other prompts (frames, first prompt "
+                             f"{state['frames']}, {state['start']}; here {len(self.frames)}, "
+                             f"{self.start})")
         pos = state["pos_enc"]
         if pos is not None:
             self.steps._pos_enc = [p.to(self.device) for p in pos]
