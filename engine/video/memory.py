@@ -65,7 +65,8 @@ def batches(ids: Sequence[int], objects: Dict[int, ObjectTrack], size: int) -> L
 
 def stacked_memory(tracks: Sequence[ObjectTrack]) -> dict:
     """One ``output_dict`` for a batch of objects with the same memory key: each frame's
-    outputs concatenated along the batch, the shared positional encoding expanded (a view)."""
+    outputs concatenated along the batch, the shared positional encoding expanded (a view), and
+    the per-object outputs as ``sources`` (where :mod:`.conditioning` keeps a frame's keys)."""
     if len(tracks) == 1:
         return tracks[0].output_dict()
     n = len(tracks)
@@ -75,6 +76,7 @@ def stacked_memory(tracks: Sequence[ObjectTrack]) -> dict:
         out = {k: torch.cat([o[k] for o in outs]) for k in STACKED if first.get(k) is not None}
         pos = first.get("maskmem_pos_enc")
         out["maskmem_pos_enc"] = None if pos is None else [p.expand(n, *p.shape[1:]) for p in pos]
+        out["sources"] = list(outs)
         return out
 
     return {key: {f: stack([getattr(t, attr)[f] for t in tracks]) for f in getattr(tracks[0], attr)}

@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 
 from . import memory
+from .attention import ALL, AttentionState, Shortcuts
+from .conditioning import shortcuts_applied
 from .frames import (ObjectPrompt, StagedFrame, TrackedFrame, fill_small_holes, mask_input,
                      points_input)
 from .memory import ObjectTrack
@@ -94,12 +96,13 @@ class VideoTracker:
         fill_hole_area: holes of at most this many low-resolution pixels are filled (0: off).
         max_cond_frames: prompted frames kept per object (the first and the latest ones).
         batch: objects run through the model at once (1: one at a time, as Meta's predictor).
+        shortcuts: the memory attention's exact shortcuts (:mod:`engine.video.attention`).
     """
 
     def __init__(self, model, choice: DeviceChoice, num_frames: Optional[int] = None,
                  fill_hole_area: int = FILL_HOLE_AREA, max_cond_frames: int = MAX_COND_FRAMES,
-                 batch: int = OBJECT_BATCH):
-        self.model, self.choice = model, choice
+                 batch: int = OBJECT_BATCH, shortcuts: Shortcuts = ALL):
+        self.model, self.choice, self.shortcuts = model, choice, shortcuts
         self.num_frames = num_frames or STREAMING_FRAMES
         self.fill_hole_area = fill_hole_area
         self.max_cond_frames = max(1, max_cond_frames)
@@ -115,6 +118,7 @@ class VideoTracker:
         self.frame_index = -1
         self.frame_hw: Optional[Tuple[int, int]] = None
         self._pos_enc = None  # maskmem_pos_enc: the same for every frame and object
+        self._attention = AttentionState()  # what the shortcuts derive from the weights
 
     def drop(self, ids: Iterable[int]) -> None:
         """Forget these objects (their memory is freed)."""
@@ -251,7 +255,8 @@ class VideoTracker:
         """One ``track_step`` for a batch of objects (no memory encoder); each object's output
         with its hole-filled logits and the model's high-resolution mask."""
         feats, pos, sizes = self.features(staged, len(tracks))
-        with self.choice.compute():
+        with self.choice.compute(), shortcuts_applied(self.model, self._attention,
+                                                      self.shortcuts):
             out = self.model.track_step(
                 frame_idx=staged.index, is_init_cond_frame=init, current_vision_feats=feats,
                 current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=points,
