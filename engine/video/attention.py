@@ -14,8 +14,9 @@ The shortcuts (:class:`Shortcuts`), each exact in real arithmetic (float32 round
 
 * ``values``: ``A (M Wv^T + bv) Wo^T + bo = (A M)(Wo Wv)^T + (Wo bv + bo)`` because ``A 1 = 1``:
   the product with the attention weights is 64 wide instead of 256 (``Wo Wv`` ``(256, 64)``
-  folded once per video). The attention runs in query chunks with ``torch.softmax`` (64-wide
-  values have no fused CPU kernel), the 1/16 scale folded into ``Q`` (a power of two: exact).
+  folded once per video). 64-wide values have no fused CPU kernel: :func:`attend` runs by
+  blocks with the softmax online (the rescaling identity ``e^(s-a) = e^(s-b) e^(b-a)``), the
+  1/16 scale folded into ``Q`` (a power of two: exact).
 * ``layer0``: layer 0's self-attention reads only the frame's own features and their encoding,
   which are the same for every object of a frame (expanded views, stride 0 over the batch): it
   runs once per frame, and so do layer 0's cross-attention queries (``norm2``, ``q_proj``, RoPE).
@@ -40,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-SCORES_PER_CHUNK = 1 << 19  # attention weights held at once per object (2 MiB in float32)
+QUERY_BLOCK, KEY_BLOCK = 256, 2048  # attention weights held at once: 2 MiB in float32
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,33 @@ def _freqs(state: AttentionState, attn, n: int, device) -> torch.Tensor:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q k^T) v`` per batch item, ``q`` ``(B, Nq, D)`` already scaled, ``k``
-    ``(B, Nk, D)``, ``v`` ``(B, Nk, Dv)``; query chunks bound the weights held at once."""
-    n_q, n_k = q.shape[1], k.shape[1]
-    step = max(16, min(n_q, SCORES_PER_CHUNK // max(1, n_k)))
+    ``(B, Nk, D)``, ``v`` ``(B, Nk, Dv)``, by blocks of :data:`QUERY_BLOCK` queries and
+    :data:`KEY_BLOCK` keys (the weights of a block stay in the core's cache), softmax online:
+    a block's ``exp(s - m)`` sums and products are rescaled by ``exp(m_old - m_new)`` when the
+    running row maximum grows (exact: ``e^(s-a) = e^(s-b) e^(b-a)``); one division at the end."""
     out = []
     for b in range(q.shape[0]):
-        kt = k[b].t()
-        out.append(torch.cat([torch.softmax(q[b, s:s + step] @ kt, dim=-1) @ v[b]
-                              for s in range(0, n_q, step)]))
+        kt, vb = k[b].t(), v[b]
+        rows = []
+        for s in range(0, q.shape[1], QUERY_BLOCK):
+            qc = q[b, s:s + QUERY_BLOCK]
+            acc = total = top = None
+            for j in range(0, kt.shape[1], KEY_BLOCK):
+                scores = qc @ kt[:, j:j + KEY_BLOCK]
+                peak = scores.amax(-1, keepdim=True)
+                if acc is None:
+                    top = peak
+                    weights = scores.sub_(top).exp_()
+                    acc, total = weights @ vb[j:j + KEY_BLOCK], weights.sum(-1, keepdim=True)
+                    continue
+                new_top = torch.maximum(top, peak)
+                rescale = (top - new_top).exp_()
+                weights = scores.sub_(new_top).exp_()
+                acc = acc.mul_(rescale).add_(weights @ vb[j:j + KEY_BLOCK])
+                total = total.mul_(rescale).add_(weights.sum(-1, keepdim=True))
+                top = new_top
+            rows.append(acc / total)
+        out.append(torch.cat(rows))
     return torch.stack(out)
 
 

@@ -4,7 +4,9 @@ line up (the same frames in their memory), which one ``track_step`` can run toge
 An output is Meta's compact per-frame output of one object: ``maskmem_features`` (bfloat16
 ``(1, 64, 64, 64)`` at 1024 input), ``maskmem_pos_enc`` (shared by every frame and object),
 ``pred_masks`` (``(1, 1, 256, 256)`` float32 logits, holes filled), ``obj_ptr`` (``(1, 256)``)
-and ``object_score_logits`` (``(1, 1)``). Pure bookkeeping over tensors: no model call here.
+and ``object_score_logits`` (``(1, 1)``); once the memory attention has read it, also
+``attn_keys`` (its keys per layer, :mod:`.attention`'s cache, dropped when no longer read).
+Pure bookkeeping over tensors: no model call here.
 """
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ A frame follows Meta's steps exactly (same order, same inputs):
   ``add_all_frames_to_correct_as_cond=True``: with Meta's default a later propagation would track
   the corrected frame again and lose the correction).
 
+``track_step``'s memory attention runs with :mod:`engine.video.attention`'s exact shortcuts
+(:mod:`engine.video.conditioning` in place of the model's own for the call; ``shortcuts``
+chooses them, every caller of :meth:`VideoTracker._step` gets them, forward or in reverse).
+
 Frames are prepared as Meta's video loader does (PIL resize to the model's square input, bicubic,
 /255, ImageNet mean and std). Memory features are stored in bfloat16 as Meta's predictor stores
 them. Small background holes (``fill_hole_area``, 8 pixels of the 256x256 logits, as

@@ -155,3 +155,15 @@ def test_a_wrong_shortcut_is_seen(model, monkeypatch):
 def test_shortcuts_are_flags():
     assert ALL.any() and not NONE.any()
     assert dataclasses.replace(NONE, keys=True).any()
+
+
+def test_attend_by_blocks_equals_the_softmax():
+    """Several query and key blocks (the online softmax rescaled), scores large enough that a
+    wrong rescaling shows: equal to ``softmax(q k^T) v`` computed at once."""
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(2, attention.QUERY_BLOCK + 44, 32, generator=gen)
+    k = torch.randn(2, 2 * attention.KEY_BLOCK + 100, 32, generator=gen)
+    k[:, -50:] += 2.0  # the row maxima grow in the last block
+    v = torch.randn(2, k.shape[1], 8, generator=gen)
+    ref = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
+    torch.testing.assert_close(attention.attend(q, k, v), ref, atol=1e-5, rtol=0)
