@@ -242,9 +242,8 @@ def floor_worker(args) -> None:
                 tracker.track(frame, boxes if t == 0 else {})
         counts = counted(lambda: tracker.track(frames[-1]))
         totals[name] = counts["Global"]
-        if name == "none":  # Meta's memory attention runs inside its module
-            attention = min((k for k in counts if k.endswith("memory_attention")), key=len)
-            attention = counts[attention]
+        if name == "none":  # Meta's memory attention runs inside its module (class name)
+            attention = counts["MemoryAttention"]
     k, enc = args.objects, encoder["Global"]
     meta_rest = totals["none"] - enc - attention
     print(json.dumps(dict(encoder=enc / k, decoder_and_memory_encoder=meta_rest / k,
