@@ -31,3 +31,15 @@ def small_model(image_size: int = 64):
     cfg = load_config(get_model_spec("sam2.1_hiera_tiny"), True)
     cfg.model.image_size = image_size
     return instantiate(cfg.model, _recursive_=True).eval()
+
+
+def saved_clip(folder, frames: int) -> list:
+    """The clip's first ``frames`` saved as JPEG in ``folder`` for Meta's loader, and read back
+    (PIL, as Meta's loader reads) as the very pixels our tracker gets."""
+    from PIL import Image
+
+    out = []
+    for t in range(frames):
+        Image.fromarray(clip_frame(t)).save(folder / f"{t:05d}.jpg", quality=95)
+        out.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
+    return out

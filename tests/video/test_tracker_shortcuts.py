@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clips import H, W, clip_frame
+from clips import H, W, saved_clip
 from conftest import present_checkpoint_path
 from infer_segment_anything_2.engine.model.device import CPU
 from infer_segment_anything_2.engine.video.attention import ALL
@@ -29,14 +29,8 @@ SCENES = {"one": {0: {0: ("box", BOXES[0])}},
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from PIL import Image
-
     folder = tmp_path_factory.mktemp("clip256")
-    frames = []
-    for t in range(N):
-        Image.fromarray(clip_frame(t)).save(folder / f"{t:05d}.jpg", quality=95)
-        frames.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
-    return folder, frames
+    return folder, saved_clip(folder, N)
 
 
 @pytest.fixture(scope="module")
