@@ -16,11 +16,22 @@ the end (``/proc/self/status`` VmRSS) and its growth per frame, and whether the 
 extension). Meta's predictor loads every frame first (``init_state``, timed apart) and keeps every
 frame's outputs; ours streams.
 
+Ours runs once per row of ``--shortcuts`` (the memory attention's exact shortcuts of
+``engine/video/attention.py``): ``none`` (Meta's arithmetic), each one alone (``values``,
+``layer0``, ``keys``) and ``all``, so that each one's gain shows; the ratios printed are Meta's
+time per frame over each row's. ``--floor`` adds the operation counts (torch's
+``FlopCounterMode``, attention through the math kernel so that it is counted) in GFLOP per
+object per frame on a frame with full memory: the image encoder (per frame, divided by the
+objects), the decoder with the memory encoder, and the memory attention, Meta's and ours.
+``--image-size`` runs the model at a smaller square input (a quick check; the figures of record
+are at the model's 1024).
+
 ``--long N`` adds a run of ours alone over N frames at a small input size (the tiny architecture
 at 128x128): memory over a long video without hours of CPU time.
 
 Usage: .venv/bin/python benchmarks/bench_video.py [--frames 24] [--model sam2.1_hiera_tiny]
-       [--objects 1 4 16] [--long 2000] [--threads 2] [--json out.json]
+       [--objects 1 4 16] [--shortcuts none values layer0 keys all] [--floor]
+       [--image-size 1024] [--long 2000] [--threads 2] [--json out.json]
 
 ``--json docs/video_memory.json`` then ``python benchmarks/plots.py`` redraws the memory plot of
 docs/performance.md from this run (the file also keeps each side's RSS after every frame).
@@ -43,6 +54,30 @@ from bench_automatic import IMAGES, _import_engine  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 WINDOW = (540, 960)  # H, W of the clip's frames
+SHORTCUTS = ("none", "values", "layer0", "keys", "all")  # rows of ours
+
+
+def shortcuts_of(name: str):
+    """The row's :class:`Shortcuts`: none, one alone, or all."""
+    from infer_segment_anything_2.engine.video.attention import ALL, NONE, Shortcuts
+
+    if name in ("none", "all"):
+        return NONE if name == "none" else ALL
+    return Shortcuts(**{k: k == name for k in ("values", "layer0", "keys")})
+
+
+def build(model_name: str, image_size: int):
+    """The architecture with random weights (seed 0, the same in every child) at this input."""
+    import torch
+    from hydra.utils import instantiate
+
+    from infer_segment_anything_2.engine.model.loader import load_config
+    from infer_segment_anything_2.engine.model.table import get_model_spec
+
+    torch.manual_seed(0)
+    cfg = load_config(get_model_spec(model_name), True)
+    cfg.model.image_size = image_size
+    return instantiate(cfg.model, _recursive_=True).eval()
 
 
 def _rss_mib() -> float:
@@ -91,14 +126,12 @@ def worker(args) -> None:
     import torch
     from PIL import Image
 
-    from infer_segment_anything_2.engine.model.loader import build_model
     from infer_segment_anything_2.engine.model.table import get_model_spec
 
     torch.set_num_threads(args.threads)
     folder = Path(args.clip)
     n = len(list(folder.glob("*.jpg")))
-    torch.manual_seed(0)  # the same random weights in both children
-    model = build_model(get_model_spec(args.model), None)
+    model = build(args.model, args.image_size)  # the same random weights in every child
     times, masks, prep, rss = [], [], [], []  # rss: MiB after each frame
     if args.side == "meta":
         from sam2.build_sam import build_sam2_video_predictor
@@ -106,8 +139,9 @@ def worker(args) -> None:
         ckpt = folder / "meta-checkpoint.pt"
         torch.save({"model": model.state_dict()}, ckpt)
         del model
-        predictor = build_sam2_video_predictor(get_model_spec(args.model).config, str(ckpt),
-                                               device="cpu")
+        predictor = build_sam2_video_predictor(
+            get_model_spec(args.model).config, str(ckpt), device="cpu",
+            hydra_overrides_extra=[f"++model.image_size={args.image_size}"])
         predictor.fill_hole_area = 0
         loaded = _rss_mib()
         with torch.inference_mode():
@@ -127,7 +161,8 @@ def worker(args) -> None:
         from infer_segment_anything_2.engine.model.device import CPU
         from infer_segment_anything_2.engine.video.tracker import VideoTracker
 
-        tracker = VideoTracker(model, CPU, fill_hole_area=0)
+        tracker = VideoTracker(model, CPU, fill_hole_area=0,
+                               shortcuts=shortcuts_of(args.side.split(":")[1]))
         loaded, init_s = _rss_mib(), 0.0
         boxes = {k: (b.reshape(2, 2), np.array([2, 3], np.int32))
                  for k, b in enumerate(frame0_boxes(args.objects))}
@@ -177,9 +212,56 @@ def long_worker(args) -> None:
     print(json.dumps(dict(rss=rss, per_frame_s=(time.perf_counter() - start) / args.long)))
 
 
+def floor_worker(args) -> None:
+    """GFLOP per object per frame on frame ``--steady-from`` (memory full), Meta's arithmetic
+    (shortcuts none) and ours (all), each part apart."""
+    _import_engine()
+    import torch
+    from PIL import Image
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from infer_segment_anything_2.engine.image.convert import frame_tensor
+    from infer_segment_anything_2.engine.model.device import CPU
+    from infer_segment_anything_2.engine.video.tracker import VideoTracker
+
+    torch.set_num_threads(args.threads)
+    model = build(args.model, args.image_size).requires_grad_(False)
+    folder = Path(args.clip)
+    frames = [np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB"))
+              for t in range(args.steady_from + 1)]
+    boxes = {k: (b.reshape(2, 2), np.array([2, 3], np.int32))
+             for k, b in enumerate(frame0_boxes(args.objects))}
+
+    def counted(fn) -> dict:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), \
+                FlopCounterMode(display=False) as counter:
+            fn()
+        return {name: sum(ops.values()) / 1e9 for name, ops in counter.get_flop_counts().items()}
+
+    encoder = counted(lambda: model.forward_image(frame_tensor(frames[0], model.image_size)))
+    totals, attention = {}, None
+    for name in ("none", "all"):
+        tracker = VideoTracker(model, CPU, fill_hole_area=0, shortcuts=shortcuts_of(name))
+        with torch.no_grad():
+            for t, frame in enumerate(frames[:-1]):
+                tracker.track(frame, boxes if t == 0 else {})
+        counts = counted(lambda: tracker.track(frames[-1]))
+        totals[name] = counts["Global"]
+        if name == "none":  # Meta's memory attention runs inside its module (class name)
+            attention = counts["MemoryAttention"]
+    k, enc = args.objects, encoder["Global"]
+    meta_rest = totals["none"] - enc - attention
+    print(json.dumps(dict(encoder=enc / k, decoder_and_memory_encoder=meta_rest / k,
+                          attention_meta=attention / k,
+                          attention_ours=(totals["all"] - enc - meta_rest) / k,
+                          total_meta=totals["none"] / k, total_ours=totals["all"] / k)))
+
+
 def _child(args, extra) -> dict:
     cmd = [sys.executable, __file__, "--model", args.model, "--threads", str(args.threads),
-           "--objects", str(args.objects)] + extra
+           "--objects", str(args.objects), "--image-size", str(args.image_size),
+           "--steady-from", str(args.steady_from)] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -191,8 +273,13 @@ def main() -> None:
     ap.add_argument("--model", default="sam2.1_hiera_tiny")
     ap.add_argument("--image", default="truck.jpg")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--objects", type=int, nargs="+", dest="counts", default=[1],
+    ap.add_argument("--objects", type=int, nargs="+", dest="counts", default=[1, 4, 16],
                     help="object counts to compare (boxes on frame 0), e.g. 1 4 16")
+    ap.add_argument("--shortcuts", nargs="+", default=list(SHORTCUTS), choices=SHORTCUTS,
+                    help="rows of ours: the memory attention's shortcuts (none, one, all)")
+    ap.add_argument("--floor", action="store_true", help="GFLOP per object per frame")
+    ap.add_argument("--image-size", type=int, default=1024,
+                    help="the model's square input (smaller: a quick check)")
     ap.add_argument("--steady-from", type=int, default=8,
                     help="per frame: the median over frames from this one (8: memory full)")
     ap.add_argument("--long", type=int, default=0)
@@ -201,45 +288,55 @@ def main() -> None:
     ap.add_argument("--clip", help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     ap.add_argument("--long-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--floor-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.image_size < 64 or args.image_size % 64:
+        ap.error("--image-size: a multiple of 64")
+    if args.frames <= args.steady_from:
+        ap.error("--frames: more than --steady-from")
     args.objects = args.counts[0]
     if args.long_worker:
         return long_worker(args)
+    if args.floor_worker:
+        return floor_worker(args)
     if args.side:
         return worker(args)
     tmp = Path(tempfile.mkdtemp(prefix="sam2-bench-video-"))
     make_clip(tmp, args.frames, args.image)
-    report = {"source": provenance(), "frames": args.frames, "model": args.model,
-              "threads": args.threads, "runs": {}}
-    print(f"{args.model}, {args.frames} frames of {WINDOW[1]}x{WINDOW[0]}, {args.threads} "
-          f"threads; boxes on frame 0, then tracking")
+    report = {"source": provenance(), "frames": args.frames, "model": args.model, "threads": args.threads,
+              "image_size": args.image_size, "runs": {}}
+    print(f"{args.model} at {args.image_size}x{args.image_size}, {args.frames} frames of "
+          f"{WINDOW[1]}x{WINDOW[0]}, {args.threads} threads; boxes on frame 0, then tracking")
     print(f"objects | side | first frame | per frame (frames >= {args.steady_from}, median) | "
-          "per object | "
-          "init_state | RSS loaded -> end | min mask IoU ours vs Meta")
+          "per object | init_state | RSS loaded -> end | min mask IoU vs Meta | Meta / this")
+    sides = ["meta"] + [f"ours:{name}" for name in args.shortcuts]
     for count in args.counts:
         args.objects = count
         run, masks = {}, {}
-        for side in ("meta", "ours"):
-            run[side] = _child(args, ["--side", side, "--clip", str(tmp),
-                                      "--save", str(tmp / f"{side}.npy")])
-            masks[side] = np.unpackbits(np.load(tmp / f"{side}.npy"), axis=-1)[..., :WINDOW[1]]
-        inter = (masks["meta"] & masks["ours"]).sum(axis=(-2, -1))
-        union = (masks["meta"] | masks["ours"]).sum(axis=(-2, -1))
-        run["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
-        for side in ("meta", "ours"):
+        for side in sides:
+            save = tmp / f"{side.replace(':', '-')}.npy"
+            run[side] = _child(args, ["--side", side, "--clip", str(tmp), "--save", str(save)])
+            masks[side] = np.unpackbits(np.load(save), axis=-1)[..., :WINDOW[1]]
+        for side in sides:
             r = run[side]
-            steady = (statistics.median(r["times"][args.steady_from:])
-                      if len(r["times"]) > args.steady_from else float("nan"))
-            r.update(steady_s=steady, per_object_s=steady / count)
-            print(f"{count} | {side} | {r['times'][0]:.2f} s | {steady:.2f} s | "
-                  f"{steady / count:.2f} s | {r['init_s']:.2f} s | {r['rss_loaded']:.0f} -> "
-                  f"{r['rss_end']:.0f} MiB | {run['min_mask_iou']:.4f}")
-        ours, meta = run["ours"], run["meta"]
-        run["meta_over_ours"] = meta["steady_s"] / ours["steady_s"]
-        run["meta_over_ours_tracking"] = meta["steady_s"] / (ours["steady_s"] - ours["prep_s"])
-        print(f"{count} objects: per frame Meta / ours = {run['meta_over_ours']:.2f} "
-              f"({run['meta_over_ours_tracking']:.2f} without ours' frame preparation, "
-              f"{ours['prep_s']:.2f} s a frame, which Meta's init_state does ahead)")
+            inter = (masks["meta"] & masks[side]).sum(axis=(-2, -1))
+            union = (masks["meta"] | masks[side]).sum(axis=(-2, -1))
+            r["min_mask_iou"] = float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
+            r.update(steady_s=statistics.median(r["times"][args.steady_from:]))
+            r.update(per_object_s=r["steady_s"] / count,
+                     meta_over_this=run["meta"]["steady_s"] / r["steady_s"])
+            print(f"{count} | {side} | {r['times'][0]:.2f} s | {r['steady_s']:.2f} s | "
+                  f"{r['per_object_s']:.2f} s | {r['init_s']:.2f} s | {r['rss_loaded']:.0f} -> "
+                  f"{r['rss_end']:.0f} MiB | {r['min_mask_iou']:.4f} | "
+                  f"{r['meta_over_this']:.2f}")
+        if args.floor:
+            floor = run["floor"] = _child(args, ["--floor-worker", "--clip", str(tmp)])
+            print(f"{count} objects, GFLOP per object per frame: encoder {floor['encoder']:.1f}, "
+                  f"decoder + memory encoder {floor['decoder_and_memory_encoder']:.1f}, memory "
+                  f"attention Meta {floor['attention_meta']:.1f} / ours "
+                  f"{floor['attention_ours']:.1f}; total Meta {floor['total_meta']:.1f} / ours "
+                  f"{floor['total_ours']:.1f} (floor ratio "
+                  f"{floor['total_meta'] / floor['total_ours']:.2f})")
         report["runs"][count] = run
     if args.long:
         report["long"] = _child(args, ["--long-worker", "--long", str(args.long)])

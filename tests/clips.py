@@ -98,3 +98,15 @@ def present_small_model(image_size: int = 256):
     from conftest import present_checkpoint_path
 
     return sized_model(present_checkpoint_path(), image_size).eval()
+
+
+def saved_clip(folder, frames: int) -> list:
+    """The clip's first ``frames`` saved as JPEG in ``folder`` for Meta's loader, and read back
+    (PIL, as Meta's loader reads) as the very pixels our tracker gets."""
+    from PIL import Image
+
+    out = []
+    for t in range(frames):
+        Image.fromarray(clip_frame(t)).save(folder / f"{t:05d}.jpg", quality=95)
+        out.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
+    return out

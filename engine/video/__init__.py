@@ -5,7 +5,9 @@ video: which prompts apply on a frame, detections matched to the objects, automa
 new objects, bounds, what starts a new video, object ids and names) over :class:`VideoTracker`
 (the model's own ``track_step`` and memory encoder in Meta's order, objects batched where their
 memories line up, memory bounded to what the model reads). Pieces: :mod:`.frames` (a frame's
-results and inputs), :mod:`.memory` (each object's memory, batches), :mod:`.matching`
+results and inputs), :mod:`.memory` (each object's memory, batches), :mod:`.attention` (the
+memory attention with exact shortcuts) and :mod:`.conditioning` (the memories it reads, in place
+of the model's own around ``track_step``), :mod:`.matching`
 (detections checked and matched), :mod:`.seeding` (which automatic masks are new objects).
 
 May import: :mod:`engine.model`, :mod:`engine.image`, :mod:`engine.cancel`.

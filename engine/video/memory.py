@@ -4,7 +4,9 @@ line up (the same frames in their memory), which one ``track_step`` can run toge
 An output is Meta's compact per-frame output of one object: ``maskmem_features`` (bfloat16
 ``(1, 64, 64, 64)`` at 1024 input), ``maskmem_pos_enc`` (shared by every frame and object),
 ``pred_masks`` (``(1, 1, 256, 256)`` float32 logits, holes filled), ``obj_ptr`` (``(1, 256)``)
-and ``object_score_logits`` (``(1, 1)``). Pure bookkeeping over tensors: no model call here.
+and ``object_score_logits`` (``(1, 1)``); once the memory attention has read it, also
+``attn_keys`` (its keys per layer, :mod:`.attention`'s cache, dropped when no longer read).
+Pure bookkeeping over tensors: no model call here.
 """
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def batches(ids: Sequence[int], objects: Dict[int, ObjectTrack], size: int) -> L
 
 def stacked_memory(tracks: Sequence[ObjectTrack]) -> dict:
     """One ``output_dict`` for a batch of objects with the same memory key: each frame's
-    outputs concatenated along the batch, the shared positional encoding expanded (a view)."""
+    outputs concatenated along the batch, the shared positional encoding expanded (a view), and
+    the per-object outputs as ``sources`` (where :mod:`.conditioning` keeps a frame's keys)."""
     if len(tracks) == 1:
         return tracks[0].output_dict()
     n = len(tracks)
@@ -79,6 +82,7 @@ def stacked_memory(tracks: Sequence[ObjectTrack]) -> dict:
         out = {k: torch.cat([o[k] for o in outs]) for k in STACKED if first.get(k) is not None}
         pos = first.get("maskmem_pos_enc")
         out["maskmem_pos_enc"] = None if pos is None else [p.expand(n, *p.shape[1:]) for p in pos]
+        out["sources"] = list(outs)
         return out
 
     return {key: {f: stack([getattr(t, attr)[f] for t in tracks]) for f in getattr(tracks[0], attr)}

@@ -28,6 +28,10 @@ A frame follows Meta's steps exactly (same order, same inputs):
   ``add_all_frames_to_correct_as_cond=True``: with Meta's default a later propagation would track
   the corrected frame again and lose the correction).
 
+``track_step``'s memory attention runs with :mod:`engine.video.attention`'s exact shortcuts
+(:mod:`engine.video.conditioning` in place of the model's own for the call; ``shortcuts``
+chooses them, every caller of :meth:`VideoTracker._step` gets them, forward or in reverse).
+
 Frames are prepared as Meta's video loader does (PIL resize to the model's square input, bicubic,
 /255, ImageNet mean and std). Memory features are stored in bfloat16 as Meta's predictor stores
 them. Small background holes (``fill_hole_area``, 8 pixels of the 256x256 logits, as
@@ -53,6 +57,8 @@ import torch
 import torch.nn.functional as F
 
 from . import memory
+from .attention import ALL, AttentionState, Shortcuts
+from .conditioning import shortcuts_applied
 from .frames import (ObjectPrompt, StagedFrame, TrackedFrame, fill_small_holes, mask_input,
                      points_input)
 from .memory import ObjectTrack
@@ -94,12 +100,13 @@ class VideoTracker:
         fill_hole_area: holes of at most this many low-resolution pixels are filled (0: off).
         max_cond_frames: prompted frames kept per object (the first and the latest ones).
         batch: objects run through the model at once (1: one at a time, as Meta's predictor).
+        shortcuts: the memory attention's exact shortcuts (:mod:`engine.video.attention`).
     """
 
     def __init__(self, model, choice: DeviceChoice, num_frames: Optional[int] = None,
                  fill_hole_area: int = FILL_HOLE_AREA, max_cond_frames: int = MAX_COND_FRAMES,
-                 batch: int = OBJECT_BATCH):
-        self.model, self.choice = model, choice
+                 batch: int = OBJECT_BATCH, shortcuts: Shortcuts = ALL):
+        self.model, self.choice, self.shortcuts = model, choice, shortcuts
         self.num_frames = num_frames or STREAMING_FRAMES
         self.fill_hole_area = fill_hole_area
         self.max_cond_frames = max(1, max_cond_frames)
@@ -115,6 +122,7 @@ class VideoTracker:
         self.frame_index = -1
         self.frame_hw: Optional[Tuple[int, int]] = None
         self._pos_enc = None  # maskmem_pos_enc: the same for every frame and object
+        self._attention = AttentionState()  # what the shortcuts derive from the weights
 
     def drop(self, ids: Iterable[int]) -> None:
         """Forget these objects (their memory is freed)."""
@@ -254,7 +262,8 @@ class VideoTracker:
         ``track_in_reverse``: memories read from the following frames), for the offline
         propagation."""
         feats, pos, sizes = self.features(staged, len(tracks))
-        with self.choice.compute():
+        with self.choice.compute(), shortcuts_applied(self.model, self._attention,
+                                                      self.shortcuts):
             out = self.model.track_step(
                 frame_idx=staged.index, is_init_cond_frame=init, current_vision_feats=feats,
                 current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=points,

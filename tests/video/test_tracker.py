@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clips import H, W, clip_frame, sized_model, small_model
+from clips import H, W, clip_frame, saved_clip, sized_model, small_model
 from infer_segment_anything_2.engine.cancel import GenerationCancelled
 from infer_segment_anything_2.engine.model.device import CPU, DeviceChoice
 from infer_segment_anything_2.engine.image.convert import frame_tensor
@@ -39,14 +39,8 @@ def present_model(present_checkpoint):
 def clip(tmp_path_factory):
     """The clip saved as JPEG for Meta's loader, and read back (PIL, as Meta's loader reads) as
     the very pixels our tracker gets."""
-    from PIL import Image
-
     folder = tmp_path_factory.mktemp("clip")
-    frames = []
-    for t in range(N):
-        Image.fromarray(clip_frame(t)).save(folder / f"{t:05d}.jpg", quality=95)
-        frames.append(np.array(Image.open(folder / f"{t:05d}.jpg").convert("RGB")))
-    return folder, frames
+    return folder, saved_clip(folder, N)
 
 
 def meta_video_predictor(checkpoint):
