@@ -7,11 +7,8 @@ so nothing here can reach the real internet (and the offline error is tested tha
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
-import multiprocessing
 import os
-import random
 import socket
 import tempfile
 import threading
@@ -22,15 +19,16 @@ from pathlib import Path
 import pytest
 
 from infer_segment_anything_2.engine.model import weights
-from infer_segment_anything_2.engine.model.table import MODELS, ModelSpec
+from infer_segment_anything_2.engine.model.table import MODELS
 from infer_segment_anything_2.engine.model.weights import (CheckpointError, download,
                                                       ensure_checkpoint, verify_file)
 
-# Deterministic: the processes of the concurrency test rebuild it on import.
-PAYLOAD = random.Random(2).randbytes(2_500_000 + 123)  # more than two 1 MiB chunks
-OFFICIAL_URL = "https://dl.example.invalid/segment_anything_2/fake_model.pt"
-SPEC = ModelSpec("fake_model", "configs/none.yaml", OFFICIAL_URL, len(PAYLOAD),
-                 hashlib.sha256(PAYLOAD).hexdigest(), 1.0)
+from child import Child  # noqa: E402  (tests/, on the path from conftest.py)
+
+# The fake model, built the same way by the child processes of the concurrency tests.
+from weights_children import OFFICIAL_URL, PAYLOAD, SPEC  # noqa: E402
+
+CHILDREN = Path(__file__).with_name("weights_children.py")
 STALL_LIMIT = 5.0  # a stalling handler gives up after this long, or at teardown
 
 
@@ -343,32 +341,17 @@ def test_corrupt_file_removed_even_when_offline(tmp_path):
     assert_nothing_left(tmp_path)
 
 
-def _download_in_process(folder, url, barrier, results):
-    """Child process: start together with the other, download, report (path, seconds)."""
-    barrier.wait(60)
-    start = time.monotonic()
-    try:
-        path = ensure_checkpoint(SPEC, Path(folder), url=url, timeout=10)
-        results.put(("ok", str(path), time.monotonic() - start))
-    except BaseException as exc:  # reported to the parent, which fails the test
-        results.put(("error", repr(exc), time.monotonic() - start))
-
-
 def test_two_processes_download_once(server, tmp_path):
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process running server threads
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_download_in_process,
-                         args=(str(tmp_path), server.url("slow"), barrier, results))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
+    children = [Child(CHILDREN, "download_when_told", str(tmp_path), server.url("slow"))
+                for _ in range(2)]
     try:
-        outcomes = [results.get(timeout=90) for _ in procs]
+        assert [c.result(timeout=60) for c in children] == ["ready", "ready"]
+        for c in children:  # both start together
+            c.send("go")
+        outcomes = [c.result(timeout=60) for c in children]
     finally:
-        for p in procs:
-            p.join(30)
-            if p.is_alive():
-                p.kill()
+        for c in children:
+            c.kill()
     assert [o[0] for o in outcomes] == ["ok", "ok"], outcomes
     assert {o[1] for o in outcomes} == {str(tmp_path / SPEC.filename)}
     assert server.requests == {"/slow/fake_model.pt": 1}
@@ -399,23 +382,14 @@ def test_corrupt_download_is_caught_before_torch_loads_it(tmp_path, monkeypatch)
     assert not (tmp_path / spec.filename).exists()
 
 
-def _download_forever(folder, url):
-    """Child process: download from a server that stalls (killed by the parent meanwhile)."""
-    ensure_checkpoint(SPEC, Path(folder), url=url, timeout=60)
-
-
 def test_killed_download_leaves_nothing_and_is_cleaned_up(server, tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_download_forever, args=(str(tmp_path), server.url("stall-body")))
-    child.start()
-    try:
+    with Child(CHILDREN, "download_forever", str(tmp_path), server.url("stall-body")) as child:
+        assert child.result(timeout=60) == "started"
         deadline = time.monotonic() + 60
         while not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
-            assert time.monotonic() < deadline and child.is_alive(), "the download never started"
+            assert time.monotonic() < deadline and child.alive(), "the download never started"
             time.sleep(0.05)
-    finally:
-        child.kill()  # SIGKILL: no cleanup code runs in the child
-        child.join(10)
+    # Leaving the block killed the child (SIGKILL: no cleanup code ran in it).
     assert not (tmp_path / SPEC.filename).exists()
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the crash's leftover
     assert ensure_checkpoint(SPEC, tmp_path, url=server.url("good")).read_bytes() == PAYLOAD
