@@ -44,6 +44,11 @@ def generate_with_meta(model, image: np.ndarray, params: AutomaticParams, scale:
     min_area = kwargs.pop("min_mask_region_area")
     generator = SAM2AutomaticMaskGenerator(model, multimask_output=True, min_mask_region_area=0,
                                            output_mode="uncompressed_rle", **kwargs)
+    # Meta's image predictor hard-codes the backbone's feature sizes of a 1024x1024 input; a model
+    # built at another ``image_size`` (the tests' smaller models) needs its own.
+    size = model.image_size
+    generator.predictor._bb_feat_sizes = [(size // 4, size // 4), (size // 8, size // 8),
+                                          (size // 16, size // 16)]
     small = resize_for_input(image, scale)
     with torch.no_grad(), choice.compute():
         records = generator.generate(small)
