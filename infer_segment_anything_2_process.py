@@ -17,6 +17,7 @@ from .engine.parameters import PARAMETERS, MODEL_KEYS, default_values, \
     parse_values, unknown_keys
 from .engine.session import ModelKey, Sam2Session
 from .engine.video import VideoOptions, clean_detections
+from .ikomia_outputs import reset_outputs
 from .ikomia_prompts import NamedPrompt, detections_prompt, graphics_prompt, video_detections
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
 
     def __init__(self, name, param):
         dataprocess.CSemanticSegmentationTask.__init__(self, name)
+        # Every IO object is made here, once: Ikomia keeps all that a task was ever given alive,
+        # so runs reset them in place (ikomia_outputs) and never hand it new ones.
         # Input 2: detections from an upstream detector (optional): one box prompt per object.
         self._own_detections = dataprocess.CObjectDetectionIO()
         self.add_input(self._own_detections)
@@ -130,12 +133,6 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         return named
 
     # -- outputs ------------------------------------------------------------------------------
-    def _clear_outputs(self) -> None:
-        """Fresh mask outputs (``clear_data`` keeps a mask's polygons) and no instances."""
-        for i in range(1, 1 + NUM_MASK_OUTPUTS):
-            self.set_output(dataprocess.CSemanticSegmentationIO(), i)
-        self.get_output(1 + NUM_MASK_OUTPUTS).clear_data()
-
     def _set_label_output(self, index: int, mask: np.ndarray, names: List[str]) -> None:
         colors = [[0, 0, 0]] + [_color(i)[:3] for i in range(len(names) - 1)]
         out = self.get_output(index)
@@ -206,7 +203,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
     def run(self) -> None:
         self.begin_task_run()
         self._stop_requested = False
-        self._clear_outputs()
+        reset_outputs(self)
         self.last_result, self._last_automatic = None, False
         values = self.get_param_object().parsed()
         image = to_rgb_uint8(self.get_input(0).get_image())
@@ -223,7 +220,7 @@ class InferSegmentAnything2(dataprocess.CSemanticSegmentationTask):
         except GenerationCancelled:
             seg = None
         if self._stop_requested:  # stopped: no outputs, and the workflow's own stop handling
-            self._clear_outputs()
+            reset_outputs(self)
             logger.info("infer_segment_anything_2: stopped by the user, no outputs")
         else:
             if video:
