@@ -128,7 +128,8 @@ PARAMETERS: Dict[str, ParamSpec] = {p.key: p for p in (
               "Run on the GPU (CUDA) when one is present, else on the CPU.", reload_model=True),
     ParamSpec("precision", "choice", "auto", _G,
               "Precision of the computations: auto = bfloat16 on GPUs of compute capability >= 8, "
-              "float16 on 7.x, float32 on older GPUs and on the CPU; float32, bfloat16 or float16 "
+              "float16 on 7.x, float32 on older GPUs; on the CPU bfloat16 where it is native "
+              "(AVX512-BF16, AMX), else float32; float32, bfloat16 or float16 "
               "to choose (also on the CPU). Changing it re-encodes the image, not the model.",
               choices=PRECISIONS),
     ParamSpec("input_size_percent", "int", 100, _G,

@@ -37,8 +37,52 @@ def test_auto_precision_follows_compute_capability(monkeypatch, capability, dtyp
     assert DeviceChoice.make(select_device(True), "auto").autocast_dtype is dtype
 
 
-def test_auto_is_float32_on_the_cpu_and_explicit_choices_apply_everywhere(monkeypatch):
+@pytest.mark.parametrize("capability,flags,dtype", [
+    ("AVX512", "fpu avx2 avx512f avx512_bf16", torch.bfloat16),
+    ("AVX512", "fpu avx2 avx512f amx_bf16 amx_tile", torch.bfloat16),
+    ("AVX512", "fpu avx2 avx512f", None),  # AVX512 without its bfloat16 instructions
+    ("AVX2", "fpu avx2 avx512f avx512_bf16", None),  # the kernels run AVX2 code: emulated
+    ("DEFAULT", "", None)])
+def test_auto_on_the_cpu_is_bfloat16_where_it_is_native(monkeypatch, capability, flags, dtype):
+    """Unpinned (the suite pins float32 in conftest), auto on the CPU follows the CPU: bfloat16
+    only with a bfloat16 instruction set and PyTorch's kernels at their AVX512 level."""
+    from infer_segment_anything_2.engine.model import device
+
+    monkeypatch.delenv(device.CPU_AUTO_ENV)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset(flags.split()))
+    device.native_cpu_bfloat16.cache_clear()
+    try:
+        assert resolve_precision("auto", CPU) is dtype
+        assert DeviceChoice.make(CPU, "auto").exact_cpu is (dtype is None)
+    finally:
+        device.native_cpu_bfloat16.cache_clear()
+
+
+def test_this_cpus_flags_are_read_and_the_pin_is_checked(monkeypatch):
+    """On this machine: the flags come from /proc/cpuinfo, auto unpinned is bfloat16 exactly
+    when this CPU has native bfloat16; the pin's values apply and a bad one names the variable."""
+    from infer_segment_anything_2.engine.model import device
+
+    flags = device._cpu_flags()
+    assert "fpu" in flags or not __import__("os").path.exists("/proc/cpuinfo")
+    monkeypatch.delenv(device.CPU_AUTO_ENV)
+    native = device.native_cpu_bfloat16()
+    assert native is (bool(flags & device.NATIVE_BF16_FLAGS)
+                      and str(torch.backends.cpu.get_cpu_capability()).startswith("AVX512"))
+    assert resolve_precision("auto", CPU) is (torch.bfloat16 if native else None)
+    monkeypatch.setenv(device.CPU_AUTO_ENV, "bfloat16")
+    assert resolve_precision("auto", CPU) is torch.bfloat16
+    monkeypatch.setenv(device.CPU_AUTO_ENV, "float32")
     assert resolve_precision("auto", CPU) is None
+    monkeypatch.setenv(device.CPU_AUTO_ENV, "fp8")
+    with pytest.raises(ValueError, match="^SAM2_CPU_AUTO_PRECISION: unknown value 'fp8'"):
+        resolve_precision("auto", CPU)
+
+
+def test_auto_is_pinned_to_float32_on_the_cpu_and_explicit_choices_apply_everywhere(
+        monkeypatch):
+    assert resolve_precision("auto", CPU) is None  # the suite's pin (conftest)
     gpu(monkeypatch, (9, 0))
     for device in (CPU, CUDA):
         assert resolve_precision("float32", device) is None
@@ -85,7 +129,7 @@ def test_tf32_for_float32_products_from_ampere_undone_on_exit(monkeypatch, capab
 
 def test_cache_key_tells_precisions_apart():
     keys = {DeviceChoice.make(CPU, p).key() for p in ("auto", "float32", "bfloat16", "float16")}
-    assert len(keys) == 3  # auto is float32 on the CPU
+    assert len(keys) == 3  # auto is float32 on the CPU (the suite's pin)
 
 
 def test_cpu_runs_have_static_openmp_teams_even_after_ikomia_turned_them_dynamic():
