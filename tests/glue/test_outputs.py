@@ -159,7 +159,7 @@ def _items_of(objects, shape) -> int:
 def test_automatic_mode_memory_is_flat_over_300_runs(tiny_checkpoint):
     """300 runs on a 1920x1080 image with the stand-in decoder (tens of masks with real
     outlines): the same IO objects after run 50 as after run 1, and RSS after run 300 within
-    30 MiB of RSS after run 20 (today's code keeps 3 outputs per run, with their polygons)."""
+    10 MiB of RSS after run 20 (replaced outputs kept 3 outputs per run, with their polygons)."""
     wf, task = make_task(model_name="sam2.1_hiera_tiny", model_weight_file=tiny_checkpoint,
                          points_per_side="8")
     standin.install(with_model(task, tiny_checkpoint), image_encoder=True)
@@ -174,7 +174,10 @@ def test_automatic_mode_memory_is_flat_over_300_runs(tiny_checkpoint):
     assert task.get_output(INSTANCE_OUTPUT).get_object_count() > 20
     assert len(task.get_output(1).get_polygons()) > 20
     assert counts[50] == counts[1]
-    assert rss[300] - rss[20] < 30, f"RSS grew from {rss[20]:.0f} to {rss[300]:.0f} MiB"
+    # 30 MiB is the goal; measured +0.1 MiB over 500 runs (benchmarks/bench_memory.py --runs),
+    # and today's replaced outputs grew ~0.1 MiB a run here (29 MiB over these 280 runs): 10 MiB
+    # keeps that failure clear of the noise.
+    assert rss[300] - rss[20] < 10, f"RSS grew from {rss[20]:.0f} to {rss[300]:.0f} MiB"
 
 
 def test_video_mode_memory_is_flat_over_300_frames(tiny_checkpoint):
