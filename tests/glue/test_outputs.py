@@ -3,12 +3,9 @@ is a fresh one, no Ikomia IO object of an earlier run stays alive, nothing of an
 visible, and memory is flat over hundreds of runs, through the real Ikomia runtime."""
 from __future__ import annotations
 
-import ctypes
 import gc
-import os
 
 import numpy as np
-import pytest
 from ikomia import core, dataprocess
 
 from conftest import make_task, synthetic_image
@@ -17,6 +14,7 @@ from infer_segment_anything_2.engine.session import ModelKey
 from infer_segment_anything_2.ikomia_outputs import reset_output
 
 import standin
+from rss import rss_mib
 from clips import small_model
 
 MASK_OUTPUTS, INSTANCE_OUTPUT = (1, 2, 3), 4
@@ -27,17 +25,6 @@ def io_alive() -> int:
     """Ikomia IO objects (inputs and outputs of any task) alive in this process."""
     gc.collect()
     return sum(1 for o in gc.get_objects() if issubclass(type(o), core.CWorkflowTaskIO))
-
-
-def rss_mib() -> float:
-    """Resident memory after a collection and glibc's trim (freed heap pages handed back)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: RSS as it is
-        pass
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def with_model(task, checkpoint, model=None):
