@@ -1,9 +1,10 @@
 """New tracks during an offline video annotation: from a detector, or from automatic seeding.
 
 Both classes are the ``new_tracks`` callable of :class:`engine.video.offline.OfflinePropagation`:
-``new_tracks(frame_index, image, tracked) -> {new track id: TrackPrompt}``, called on each frame
-of the forward pass with the frame (HWC RGB uint8) and what the tracks already there give on it
-(:class:`engine.video.offline_types.FrameResult`: ``(K,)`` ids, ``(K, H, W)`` bool masks). A
+``new_tracks(frame_index, image, tracked, embedding=None) -> {new track id: TrackPrompt}``,
+called on each frame of the forward pass with the frame (HWC RGB uint8), what the tracks already
+there give on it (:class:`engine.video.offline_types.FrameResult`: ``(K,)`` ids, ``(K, H, W)``
+bool masks) and ``embedding()``, the frame's image embedding from the propagation's encoding. A
 track started on frame ``k`` is tracked forward from ``k``, and backwards from ``k`` after the
 forward pass (the propagation's job).
 
@@ -29,6 +30,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from ..image.predictor import ImageEmbedding
+
 import numpy as np
 
 from ..automatic import AutomaticParams, generate
@@ -43,8 +46,10 @@ SEED_CATEGORY = "object"  # the category of a track started by automatic seeding
 
 # detect(frame_index, HWC RGB uint8 image) -> the detector's detections on the frame
 Detect = Callable[[int, np.ndarray], Detections]
-# generate(HWC RGB uint8 image) -> (M, H, W) bool automatic masks, in priority order
-Generate = Callable[[np.ndarray], np.ndarray]
+# generate(HWC RGB uint8 image[, embedding]) -> (M, H, W) bool automatic masks, in priority
+# order; embedding() gives the frame's ImageEmbedding (handed over only when there is one)
+Generate = Callable[..., np.ndarray]
+Embedding = Optional[Callable[[], ImageEmbedding]]
 
 
 def _check(every: int, max_tracks: int, first_id: int) -> None:
@@ -126,8 +131,8 @@ class DetectorTracks(_NewTracks):
         self.last_boxes: Dict[int, np.ndarray] = {}
         self.mask_boxes: Dict[int, np.ndarray] = {}
 
-    def __call__(self, frame_index: int, image: np.ndarray,
-                 tracked: FrameResult) -> Dict[int, TrackPrompt]:
+    def __call__(self, frame_index: int, image: np.ndarray, tracked: FrameResult,
+                 embedding: Embedding = None) -> Dict[int, TrackPrompt]:
         ids = [int(i) for i in tracked.ids]
         for i, m in zip(ids, tracked.masks):  # every frame: the box of an absent track
             if m.any():
@@ -198,14 +203,15 @@ class SeedTracks(_NewTracks):
         super().__init__(every, max_tracks, first_id)
         self.generate = generate
 
-    def __call__(self, frame_index: int, image: np.ndarray,
-                 tracked: FrameResult) -> Dict[int, TrackPrompt]:
+    def __call__(self, frame_index: int, image: np.ndarray, tracked: FrameResult,
+                 embedding: Embedding = None) -> Dict[int, TrackPrompt]:
         if not self._due(frame_index):
             return {}
         if self._room() <= 0:  # the generator is not run for nothing
             self._warn_full()
             return {}
-        masks = np.asarray(self.generate(image), bool).reshape(-1, *image.shape[:2])
+        found = self.generate(image) if embedding is None else self.generate(image, embedding)
+        masks = np.asarray(found, bool).reshape(-1, *image.shape[:2])
         covered = tracked.masks.any(axis=0) if len(tracked.masks) else None
         started: Dict[int, TrackPrompt] = {}
         # one more seed than there is room for: the bound is then warned about
@@ -222,10 +228,13 @@ def automatic_masks(model, params: AutomaticParams, choice: DeviceChoice,
     (:func:`engine.automatic.generate`, the task's automatic parameters, e.g.
     ``automatic_params(parse_values(values))``; ``scale``: ``input_size_percent / 100``).
 
-    The generator encodes the frame itself (the propagation's features of the frame are not
-    handed to ``new_tracks``): one more image encoding per seeded frame."""
+    At ``scale`` 1 the whole frame's crop reads the propagation's embedding of the frame (its
+    features as Meta's video loader prepares the frame, as video mode's seeding reads them): no
+    second encoding. At another scale, or called without one, the generator encodes the frame
+    itself."""
 
-    def masks(image: np.ndarray) -> np.ndarray:
-        return generate(model, image, params, scale, choice).masks
+    def masks(image: np.ndarray, embedding: Embedding = None) -> np.ndarray:
+        shared = embedding() if embedding is not None and scale == 1.0 else None
+        return generate(model, image, params, scale, choice, embedding=shared).masks
 
     return masks

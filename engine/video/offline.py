@@ -15,7 +15,10 @@ Semantics (Meta's, :mod:`sam2.sam2_video_predictor`):
   ``track_in_reverse`` (memories of frames ``t+1..t+6``, pointers of ``t+1..t+15``, signed temporal
   encodings), reading the forward pass's outputs above ``s`` as Meta's reverse reads them and
   overwriting the forward results of ``s`` (a consumer keeps the last result per track and frame);
-* ``new_tracks`` is called on each forward frame after it is tracked; each new track is decoded
+* ``new_tracks`` is called on each forward frame after it is tracked, with a callable that gives
+  the frame's image embedding from the propagation's own encoding of it (encoded on the first call
+  if no track needed it, then shared: automatic seeding reads the frame's features as video
+  mode's seeding does, and no frame is encoded twice); each new track is decoded
   on that frame without memory (Meta's add on an untracked object) and tracked from the next frame
   on. With ``direction="both"``, a track started on frame ``k > 0`` is then tracked backwards from
   ``k - 1`` (reverse, its memories as Meta's reverse reads them) until SAM 2 scores it absent
@@ -65,12 +68,16 @@ from .frames import StagedFrame, mask_input, points_input, upsampled_masks
 from .offline_memory import TrackStore, first_frames, stores_state
 from .offline_types import DIRECTIONS, FrameResult, FrameSource, TrackPrompt
 from .tracker import FILL_HOLE_AREA, OBJECT_BATCH, VideoTracker, _compact, _video_settings
+from ..image.predictor import ImageEmbedding, embedding_from_features
 from ..model.device import DeviceChoice
 
 MAX_COND_FRAMES = 4  # prompted frames a track attends per frame (see the module docstring)
 LOOKAHEAD = 16  # frames decoded ahead of the forward pass: prompts seen this early
 STATE_VERSION = 1
-NewTracks = Callable[[int, np.ndarray, FrameResult], Mapping[int, TrackPrompt]]
+# new_tracks(frame index, HWC RGB uint8 image, its tracked result, embedding) -> {id: prompt};
+# embedding() -> the frame's ImageEmbedding (engine.image.predictor), from the propagation's encoding
+NewTracks = Callable[[int, np.ndarray, FrameResult, Callable[[], ImageEmbedding]],
+                     Mapping[int, TrackPrompt]]
 
 
 class OfflinePropagation:
@@ -81,7 +88,8 @@ class OfflinePropagation:
         prompts: track id -> its prompts known in advance (one per frame).
         direction: ``"both"`` (forward, then the reverse and backward passes) or ``"forward"``.
         new_tracks: called on each forward frame ``(index, HWC RGB uint8 image, its tracked
-            result)``; returns new track ids -> a prompt on that frame.
+            result, embedding)`` (``embedding()``: the frame's :class:`ImageEmbedding` from this
+            propagation's encoding); returns new track ids -> a prompt on that frame.
         mask_threshold: masks are the upsampled logits above it.
         max_cond_frames: prompted frames attended per track and frame (>= 2).
         lookahead: frames decoded ahead (prompts are decoded that early).
@@ -174,7 +182,14 @@ class OfflinePropagation:
             outs = self._track(t, image, backbone, ids, reverse=False)
             result = self._result(t, False, ids, outs)
             if self.new_tracks is not None:
-                added = dict(self.new_tracks(t, image, result))
+                held = {"backbone": backbone}
+
+                def embedding(image=image, held=held) -> ImageEmbedding:
+                    if held["backbone"] is None:
+                        held["backbone"] = self._backbone(image)
+                    return self._embedding(held["backbone"], image.shape[:2])
+                added = dict(self.new_tracks(t, image, result, embedding))
+                backbone = held["backbone"]
                 if added:
                     if backbone is None:
                         backbone = self._backbone(image)
@@ -278,6 +293,13 @@ class OfflinePropagation:
         self.encodings += 1
         with torch.no_grad():
             return self.steps._backbone(image)
+
+    def _embedding(self, backbone: dict, hw: Tuple[int, int]) -> ImageEmbedding:
+        """The automatic mode's embedding of a frame from its backbone output (the frame seen
+        whole at the model's input, as video mode's seeding reads it)."""
+        with torch.no_grad():
+            _, feats, _, _ = self.model._prepare_backbone_features(backbone)
+        return embedding_from_features(self.model, feats, hw, hw, self.steps.choice)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _active(self, t: int) -> List[int]:

@@ -418,7 +418,7 @@ def test_seeded_tracks_are_tracked_backwards_from_their_frame(present_small_mode
 
     seeds = SeedTracks(generate, every=SEED_EVERY, max_tracks=6)
 
-    def new_tracks(t, image, tracked):
+    def new_tracks(t, image, tracked, embedding):
         tracked_on[t] = tracked.ids.tolist()
         return seeds(t, image, tracked)
 

@@ -205,7 +205,7 @@ def _absent_on(model, frame):
     return handle
 
 
-def seed_square(t, image, result):
+def seed_square(t, image, result, embedding):
     assert image.shape == (H, W, 3) and result.index == t
     return {7: TrackPrompt(6, box=square_box(6))} if t == 6 else {}
 
@@ -291,7 +291,7 @@ def test_memory_is_bounded_with_a_prompt_on_every_frame():
 
     box = np.array([10, 10, 30, 30], np.float32)
     prompts = {i: [TrackPrompt(t, box=box + i) for t in range(start, n)] for i in (1, 2)}
-    seed = lambda t, image, result: {9: TrackPrompt(t, box=box)} if t == found else {}
+    seed = lambda t, image, result, embedding: {9: TrackPrompt(t, box=box)} if t == found else {}
     source = Repeat()
     p = OfflinePropagation(model, CPU, source, prompts, new_tracks=seed, lookahead=lookahead)
     kept, backbones, count = {}, 0, 0
